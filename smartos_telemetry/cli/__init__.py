@@ -1,0 +1,1 @@
+"""The ``smartos-telemetry`` command and its subcommands, one module each."""

@@ -1,0 +1,1 @@
+"""Tracing engines: each runs a script and returns typed Snapshots."""

@@ -1,0 +1,73 @@
+"""The interface every engine implements.
+
+An engine runs one script (D for libdtrace, bpftrace's language for
+bpftrace) in the kernel and hands back its aggregations as a
+:class:`~smartos_telemetry.snapshot.Snapshot`.  Nothing downstream knows
+which engine produced a snapshot.
+
+Lifecycle::
+
+    engine = SomeEngine(source, script_name="runq.d", options={...})
+    engine.start()          # compile + attach; ScriptCompileError, ProbeNotFound,
+                            # EngineUnavailable
+    snap = engine.snapshot()   # cumulative since start; EngineDied if it stopped
+    engine.health()            # EngineHealth: drops/errors by kind, restarts
+    engine.stop()              # idempotent; leaves nothing attached
+
+Engines are context managers (``with engine: ...`` starts and stops).
+"""
+
+import abc
+
+
+class Engine(abc.ABC):
+    """One running script on one tracing engine."""
+
+    #: short engine name: "dtrace" or "bpftrace"
+    name = None
+
+    def __init__(self, source, script_name=None, options=None):
+        self.source = source
+        self.script_name = script_name or "<script>"
+        self.options = dict(options or {})
+
+    @classmethod
+    @abc.abstractmethod
+    def available(cls):
+        """Return None when the engine can run here, else the reason it cannot."""
+
+    @classmethod
+    @abc.abstractmethod
+    def version(cls):
+        """The engine's version string (raises EngineUnavailable if absent)."""
+
+    @abc.abstractmethod
+    def start(self):
+        """Compile the script, attach its probes and begin tracing."""
+
+    @abc.abstractmethod
+    def snapshot(self):
+        """Return a Snapshot of every aggregation, cumulative since start."""
+
+    @abc.abstractmethod
+    def health(self):
+        """Return the EngineHealth counters (cumulative)."""
+
+    @abc.abstractmethod
+    def is_alive(self):
+        """True while the script is running and can be snapshotted."""
+
+    @abc.abstractmethod
+    def stop(self):
+        """Stop tracing and release every kernel resource; idempotent."""
+
+    def close(self):
+        self.stop()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False

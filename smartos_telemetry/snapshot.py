@@ -1,0 +1,269 @@
+"""Typed snapshots of in-kernel aggregations: what every engine hands on.
+
+An engine (libdtrace or bpftrace) reads its aggregations and returns a
+:class:`Snapshot`: for each aggregation, rows of typed keys mapped to a
+typed value.  Everything after the engine works on these types only, so it
+never knows which engine ran.
+
+Values are **cumulative since the engine started** (see :meth:`Snapshot.delta`
+for per-interval values).  Cumulative is what the meters use: a missed or
+rate-limited poll loses nothing, because the next snapshot still holds every
+event, and counters derived from it never go backwards while the engine lives.
+
+Value types, one per aggregating action:
+
+========================  ==============================================
+action                    value
+========================  ==============================================
+count, sum, min, max      ``int`` (exact; never truncated or rounded)
+avg                       :class:`Average` (count, total)
+stddev                    :class:`StdDev` (count, total, sum of squares)
+quantize, lquantize,      :class:`Histogram` of :class:`Bucket` (low, high,
+llquantize, hist, lhist   count); bounds inclusive, zero buckets omitted
+========================  ==============================================
+
+Keys are tuples of ``int`` and ``str``; a key-less aggregation has the key
+``()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Union
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+
+SCALAR_ACTIONS = frozenset({"count", "sum", "min", "max"})
+HISTOGRAM_ACTIONS = frozenset({"quantize", "lquantize", "llquantize"})
+ACTIONS = SCALAR_ACTIONS | HISTOGRAM_ACTIONS | {"avg", "stddev"}
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Bucket:
+    """Events whose value lay in ``low..high`` (both inclusive).
+
+    Open-ended buckets use the int64 limits: an underflow bucket has
+    ``low == INT64_MIN``, an overflow bucket ``high == INT64_MAX``.
+    """
+
+    low: int
+    high: int
+    count: int
+
+    def as_dict(self):
+        return {"low": self.low, "high": self.high, "count": self.count}
+
+
+@dataclasses.dataclass(frozen=True)
+class Histogram:
+    """A distribution as ascending, non-overlapping, non-empty buckets."""
+
+    buckets: tuple[Bucket, ...]
+
+    @classmethod
+    def from_counts(cls, bounded_counts):
+        """Build from ``(low, high, count)`` triples, dropping empty ones."""
+        return cls(tuple(sorted(Bucket(lo, hi, c) for lo, hi, c in bounded_counts if c)))
+
+    @property
+    def count(self):
+        return sum(b.count for b in self.buckets)
+
+    def minus(self, earlier):
+        """Events added since ``earlier`` (a snapshot of the same histogram)."""
+        before = {(b.low, b.high): b.count for b in earlier.buckets}
+        return Histogram.from_counts(
+            (b.low, b.high, b.count - before.get((b.low, b.high), 0)) for b in self.buckets
+        )
+
+    def plus(self, other):
+        counts = {}
+        for b in self.buckets + other.buckets:
+            counts[(b.low, b.high)] = counts.get((b.low, b.high), 0) + b.count
+        return Histogram.from_counts((lo, hi, c) for (lo, hi), c in counts.items())
+
+    def as_list(self):
+        return [b.as_dict() for b in self.buckets]
+
+
+@dataclasses.dataclass(frozen=True)
+class Average:
+    """``avg()``: the mean is ``total / count``; both are kept exactly."""
+
+    count: int
+    total: int
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else 0.0
+
+    def minus(self, earlier):
+        return Average(self.count - earlier.count, self.total - earlier.total)
+
+    def as_dict(self):
+        return {"count": self.count, "total": self.total, "value": self.value}
+
+
+@dataclasses.dataclass(frozen=True)
+class StdDev:
+    """``stddev()``: population standard deviation of the recorded values."""
+
+    count: int
+    total: int
+    sum_of_squares: int
+
+    @property
+    def value(self):
+        if not self.count:
+            return 0.0
+        mean = self.total / self.count
+        return math.sqrt(max(self.sum_of_squares / self.count - mean * mean, 0.0))
+
+    def minus(self, earlier):
+        return StdDev(
+            self.count - earlier.count,
+            self.total - earlier.total,
+            self.sum_of_squares - earlier.sum_of_squares,
+        )
+
+    def as_dict(self):
+        return {
+            "count": self.count,
+            "total": self.total,
+            "sum_of_squares": self.sum_of_squares,
+            "value": self.value,
+        }
+
+
+Value = Union[int, Average, StdDev, Histogram]
+Key = tuple
+
+
+@dataclasses.dataclass(frozen=True)
+class Aggregation:
+    """One named aggregation: its action and its rows ``key -> value``."""
+
+    name: str
+    action: str
+    rows: dict
+
+    def __post_init__(self):
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown aggregating action {self.action!r}")
+
+    def delta(self, earlier):
+        """Rows holding what happened since ``earlier``.
+
+        count, sum, avg, stddev and histograms subtract; min and max cannot
+        be taken apart, so they keep their cumulative value.  Rows that did
+        not change are left out.
+        """
+        if earlier is None:
+            return self
+        rows = {}
+        for key, value in self.rows.items():
+            before = earlier.rows.get(key)
+            if before is None or self.action in ("min", "max"):
+                if before != value:
+                    rows[key] = value
+                continue
+            changed = value - before if isinstance(value, int) else value.minus(before)
+            if changed != _ZERO.get(self.action, 0) and not _is_empty(changed):
+                rows[key] = changed
+        return Aggregation(self.name, self.action, rows)
+
+    def as_dict(self):
+        return {
+            "name": self.name,
+            "action": self.action,
+            "rows": [
+                {"keys": list(key), "value": value_as_json(value)}
+                for key, value in sorted(self.rows.items(), key=_row_sort_key)
+            ],
+        }
+
+
+_ZERO = {"avg": Average(0, 0), "stddev": StdDev(0, 0, 0)}
+
+
+def _is_empty(value):
+    return isinstance(value, Histogram) and not value.buckets
+
+
+def _row_sort_key(item):
+    key, _ = item
+    return tuple((0, k, "") if isinstance(k, int) else (1, 0, k) for k in key)
+
+
+def value_as_json(value):
+    """A JSON-ready form of any snapshot value."""
+    if isinstance(value, Histogram):
+        return value.as_list()
+    if isinstance(value, (Average, StdDev)):
+        return value.as_dict()
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineHealth:
+    """Counters of trouble an engine met; all cumulative for its lifetime.
+
+    ``drops`` and ``errors`` are keyed by kind (for example
+    ``aggregation``, ``dynamic``, ``principal`` for DTrace drops;
+    ``lost_events`` or ``map_full`` for bpftrace).
+    """
+
+    drops: dict = dataclasses.field(default_factory=dict)
+    errors: dict = dataclasses.field(default_factory=dict)
+    restarts: int = 0
+
+    @property
+    def total_drops(self):
+        return sum(self.drops.values())
+
+    @property
+    def total_errors(self):
+        return sum(self.errors.values())
+
+    def as_dict(self):
+        return {"drops": dict(self.drops), "errors": dict(self.errors), "restarts": self.restarts}
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """Every aggregation of one script at one moment, cumulative since start.
+
+    ``monotonic`` orders snapshots and measures intervals; ``wallclock`` is
+    for display.  ``engine`` names the engine that produced it.
+    """
+
+    engine: str
+    aggregations: dict
+    health: EngineHealth = dataclasses.field(default_factory=EngineHealth)
+    monotonic: float = dataclasses.field(default_factory=time.monotonic)
+    wallclock: float = dataclasses.field(default_factory=time.time)
+
+    def __getitem__(self, name):
+        return self.aggregations[name]
+
+    def get(self, name):
+        return self.aggregations.get(name)
+
+    def delta(self, earlier):
+        """Per-interval values: what happened between ``earlier`` and this one."""
+        if earlier is None:
+            return self
+        return dataclasses.replace(
+            self,
+            aggregations={
+                name: agg.delta(earlier.aggregations.get(name))
+                for name, agg in self.aggregations.items()
+            },
+        )
+
+    def as_json(self):
+        """One object per aggregation, as ``run-script --json`` prints them."""
+        return [agg.as_dict() for _, agg in sorted(self.aggregations.items())]
