@@ -164,10 +164,16 @@ int dtrace_getopt(dtrace_hdl_t *dtp, const char *opt, dtrace_optval_t *val);
 
 dtrace_prog_t *dtrace_program_strcompile(dtrace_hdl_t *dtp, const char *s,
     dtrace_probespec_t spec, unsigned int cflags, int argc, char *const argv[]);
+dtrace_prog_t *dtrace_program_fcompile(dtrace_hdl_t *dtp, FILE *fp,
+    unsigned int cflags, int argc, char *const argv[]);
 int dtrace_program_exec(dtrace_hdl_t *dtp, dtrace_prog_t *pgp,
     dtrace_proginfo_t *pip);
 
 int dtrace_stop(dtrace_hdl_t *dtp);
+
+/* compiling from a FILE (not a string) makes libdtrace report line numbers */
+FILE *fmemopen(void *buf, size_t size, const char *mode);
+int fclose(FILE *fp);
 int dtrace_status(dtrace_hdl_t *dtp);
 dtrace_workstatus_t dtrace_work(dtrace_hdl_t *dtp, FILE *fp,
     int (*pfunc)(const dtrace_probedata_t *, void *),

@@ -50,8 +50,16 @@ LOG = logging.getLogger(__name__)
 
 ENGINE = "dtrace"
 
-#: the D compiler keeps global state (yypcb): one compile at a time per process
+#: the D compiler keeps global state (yypcb): one compile at a time per
+#: process.  Oracle's dtrace_init compiles the D libraries, and two
+#: concurrent inits abort the process (seen on 2.0.7), so set-up holds it too.
 COMPILE_LOCK = threading.Lock()
+
+#: Oracle DTrace 2.0.7 runs one consumer per process: after a first handle
+#: (open or closed), a second one fails in dtrace_go with "BPF program load
+#: for 'dtrace:::BEGIN' failed: Bad file descriptor" (seen on this kernel).
+#: The agent therefore runs one program per process; this counts handles.
+_oracle_handles_opened = 0
 
 #: consumer options and their defaults; every one can be overridden
 DEFAULT_OPTIONS = {
@@ -178,7 +186,9 @@ class DTraceConsumer(Engine):
         if problem:
             raise EngineUnavailable(ENGINE, problem, "run as root")
         try:
-            with self._lock:
+            # dtrace_init and dtrace_handle_err compile D too (the D
+            # libraries, the ERROR clause): the whole set-up is serialised
+            with COMPILE_LOCK, self._lock:
                 self._open(b)
                 self._compile_and_go(b)
         except BaseException:
@@ -192,13 +202,21 @@ class DTraceConsumer(Engine):
                   self.program_info.dpi_matches if self.program_info else -1)
 
     def _open(self, b):
+        global _oracle_handles_opened
         ffi, lib = b.ffi, b.lib
+        if b.family == "oracle" and _oracle_handles_opened:
+            raise EngineError(
+                ENGINE, "Oracle DTrace 2.x runs one consumer per process and this process "
+                "has already had one; run each program in its own process (or combine "
+                "them into one program)")
         err = ffi.new("int *")
         handle = lib.dtrace_open(lib.DTRACE_VERSION, 0, err)
         if handle == ffi.NULL:
             raise EngineUnavailable(ENGINE, f"dtrace_open failed: {b.errmsg(ffi.NULL, err[0])}",
                                     "run as root on a host with DTrace support")
         self._handle = handle
+        if b.family == "oracle":
+            _oracle_handles_opened += 1
         opts = dict(DEFAULT_OPTIONS)
         opts.update(self.options)
         if int(str(opts["strsize"]).rstrip("bB")) < MIN_STRSIZE:
@@ -221,11 +239,17 @@ class DTraceConsumer(Engine):
     def _compile_and_go(self, b):
         ffi, lib = b.ffi, b.lib
         handle = self._handle
-        with COMPILE_LOCK:
-            prog = lib.dtrace_program_strcompile(
-                handle, self.source.encode(), lib.DTRACE_PROBESPEC_NAME, 0, 0, ffi.NULL)
+        # compiled as a file, so that libdtrace's messages carry "line N"
+        text = ffi.new("char[]", self.source.encode())
+        stream = lib.fmemopen(text, len(text) - 1, b"r")
+        if stream == ffi.NULL:
+            raise EngineError(ENGINE, "fmemopen failed: cannot hand the program to libdtrace")
+        try:
+            prog = lib.dtrace_program_fcompile(handle, stream, 0, 0, ffi.NULL)
             if prog == ffi.NULL:
                 self._raise_compile_error(b.errmsg(handle))
+        finally:
+            lib.fclose(stream)
         value = ffi.new("dtrace_optval_t *")
         if lib.dtrace_getopt(handle, b"destructive", value) == 0 and \
                 value[0] != _optval_unset(ffi):

@@ -1,0 +1,60 @@
+"""Aggregations as text, laid out the way dtrace(1) prints them.
+
+Scalars: one line per row, keys left, value right.  Histograms: dtrace's
+``value  ---- Distribution ---- count`` table, one line per bucket from the
+lowest to the highest non-empty one, bars of ``@`` scaled to the row total.
+"""
+
+from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Average, Histogram, StdDev
+
+BAR_WIDTH = 40
+
+
+def _bound(value):
+    if value == INT64_MIN:
+        return "<"
+    if value == INT64_MAX:
+        return ">="
+    return str(value)
+
+
+def histogram_lines(hist, indent="  "):
+    """dtrace-style distribution lines for one Histogram."""
+    total = hist.count or 1
+    lines = [f"{indent}{'value':>16}  {'-' * 13} Distribution {'-' * 13} count"]
+    for b in hist.buckets:
+        if b.low == INT64_MIN:
+            label = f"< {b.high + 1}"
+        elif b.high == INT64_MAX:
+            label = f">= {b.low}"
+        else:
+            label = str(b.low) if b.low == b.high else f"{b.low}..{b.high}"
+        bar = "@" * round(BAR_WIDTH * b.count / total)
+        lines.append(f"{indent}{label:>16} |{bar:<{BAR_WIDTH}} {b.count}")
+    return lines
+
+
+def _scalar(value):
+    if isinstance(value, (Average, StdDev)):
+        return f"{value.value:.0f}"
+    return str(value)
+
+
+def aggregation_lines(agg):
+    lines = [f"@{agg.name} ({agg.action})"]
+    for key, value in sorted(agg.rows.items(), key=lambda kv: str(kv[0])):
+        keys = "  ".join(str(k) for k in key)
+        if isinstance(value, Histogram):
+            lines.append(f"  {keys}" if keys else "")
+            lines.extend(histogram_lines(value))
+        else:
+            lines.append(f"  {keys:<40} {_scalar(value):>20}")
+    return lines
+
+
+def snapshot_text(snapshot):
+    lines = []
+    for name in sorted(snapshot.aggregations):
+        lines.extend(aggregation_lines(snapshot.aggregations[name]))
+        lines.append("")
+    return "\n".join(lines)
