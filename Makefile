@@ -19,7 +19,7 @@ run: setup
 	@tools/run-main-job
 
 lint: setup
-	@"$$(tools/bootstrap --venv)/bin/ruff" check smartos_telemetry tests bench tools/*.py
+	@"$$(tools/bootstrap --venv)/bin/ruff" check smartos_telemetry tests bench
 
 test: setup sandbox lint
 	@echo "== libdtrace tests, inside the Debian sid root with Oracle DTrace 2.0.7"

@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Union
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -138,7 +137,7 @@ class StdDev:
         }
 
 
-Value = Union[int, Average, StdDev, Histogram]
+Value = int | Average | StdDev | Histogram
 Key = tuple
 
 

@@ -5,8 +5,12 @@ import os
 import sys
 import time
 
-from smartos_telemetry.engines.select import ENGINE_CHOICES, SUFFIX_ENGINE, choose_engine, \
-    engine_class
+from smartos_telemetry.engines.select import (
+    ENGINE_CHOICES,
+    SUFFIX_ENGINE,
+    choose_engine,
+    engine_class,
+)
 from smartos_telemetry.errors import ConfigError
 from smartos_telemetry.text_format import snapshot_text
 
@@ -75,12 +79,15 @@ def run(args):
         while time.monotonic() < deadline and engine.is_alive():
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         snap = engine.snapshot()
-    if args.json:
-        json.dump(snap.as_json(), sys.stdout)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(snapshot_text(snap))
-    health = snap.health
-    if health.total_drops or health.total_errors:
-        print(f"run-script: drops {health.drops}, errors {health.errors}", file=sys.stderr)
+        # print before the engine is torn down: nothing read is lost even if
+        # tearing down fails
+        if args.json:
+            json.dump(snap.as_json(), sys.stdout)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(snapshot_text(snap))
+        sys.stdout.flush()
+        health = snap.health
+        if health.total_drops or health.total_errors:
+            print(f"run-script: drops {health.drops}, errors {health.errors}", file=sys.stderr)
     return 0

@@ -88,7 +88,7 @@ class Binding:
         return self.ffi.string(msg).decode("utf-8", "replace") if msg else f"error {err}"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def binding_from_module(module):
     return Binding(module)
 

@@ -200,7 +200,7 @@ class AggDecoder:
         if normal != 1:
             counts = [c_div(c, normal) for c in counts]
         return Histogram.from_counts(
-            (lo, hi, c) for (lo, hi), c in zip(layout.bounds, counts) if c)
+            (lo, hi, c) for (lo, hi), c in zip(layout.bounds, counts, strict=True) if c)
 
     def decode(self, aggdata):
         """``(name, action, key tuple, value)`` for one aggregation row."""

@@ -1,0 +1,62 @@
+"""Benchmark: snapshot + decode rate of the libdtrace consumer on a real libdtrace.
+
+Builds an aggregation of at least 10,000 keys, each holding a quantize()
+value, in the kernel (one getppid() call per key from this process), then
+times consumer.snapshot() -- dtrace_aggregate_snap plus the walk plus our
+decoding -- several times.  Writes the figures to
+bench/results/libdtrace_snapshot_decode.txt.
+
+Run inside the sandbox:  tools/dtrace-sandbox run -- python3 bench/libdtrace_snapshot_decode.py
+"""
+
+import os
+import platform
+import statistics
+import sys
+import time
+
+from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
+
+KEYS = int(os.environ.get("BENCH_KEYS", "10000"))
+ROUNDS = 5
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                   "libdtrace_snapshot_decode.txt")
+
+
+def main():
+    src = ("long n;\n"
+           f"syscall::getppid:entry /pid == {os.getpid()}/ "
+           "{ @lat[n] = quantize(n * 7919 % 1000000); n++; }")
+    with DTraceConsumer(src, "bench.d", options={"aggsize": "64m"}) as c:
+        for _ in range(KEYS):
+            os.getppid()
+        time.sleep(1.5)
+        times = []
+        for _ in range(ROUNDS):
+            t0 = time.perf_counter()
+            snap = c.snapshot()
+            times.append(time.perf_counter() - t0)
+        rows = len(snap["lat"].rows)
+        cpu = time.process_time()
+    best, median = min(times), statistics.median(times)
+    lines = [
+        f"libdtrace snapshot+decode benchmark ({time.strftime('%Y-%m-%d %H:%M:%S')})",
+        f"libdtrace: {DTraceConsumer.version()}; python {platform.python_version()}; "
+        f"{os.cpu_count()} CPUs",
+        f"keys (quantize values): {rows}",
+        f"snapshot+decode seconds over {ROUNDS} rounds: best {best:.3f}, median {median:.3f}",
+        f"records decoded per second (median): {rows / median:,.0f}",
+        f"snapshot+decode per key (median): {median / rows * 1e6:.1f} us",
+        f"process CPU time total: {cpu:.2f} s",
+    ]
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    os.makedirs(os.path.dirname(OUT), exist_ok=True)
+    with open(OUT, "w") as f:
+        f.write(text)
+    if rows < KEYS:
+        sys.exit(f"only {rows} keys reached the snapshot (expected {KEYS})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+/*
+ * runqueue.d -- run-queue latency per zone (cgroup v2), Linux, Oracle DTrace 2.x
+ *
+ * Probes:  rawtp:sched::sched_wakeup, sched_wakeup_new (arg0: woken task)
+ *          rawtp:sched::sched_switch (arg0: preempt, arg1: prev, arg2: next,
+ *                                     arg3: prev_state)
+ * Measure: time from a task becoming runnable (wakeup, or preemption while
+ *          still runnable) to its switch onto a CPU.
+ * Units:   nanoseconds.
+ * Key:     the cgroup-v2 id of the task switched in (the same number as
+ *          bpftrace's `cgroup` and the st_ino of its unified-hierarchy dir).
+ * Contract:
+ *   @runq_ns[cgroup_id] = llquantize(ns, 10, 2, 9, 100)
+ *     log-linear: 100 steps per decade from 100 ns to 10 s, so any bucket
+ *     is at most 10% wide relative to its low bound above 1 us.
+ * Caveats: sched:::on-cpu and enqueue need fbt, which this kind of kernel
+ *          lacks, hence rawtp.  A task preempted while runnable reports
+ *          prev_state 0 (or TASK_REPORT_MAX on 6.x); both count as runnable.
+ */
+
+rawtp:sched::sched_wakeup,
+rawtp:sched::sched_wakeup_new
+{
+	qtime[((struct task_struct *)arg0)->pid] = timestamp;
+}
+
+rawtp:sched::sched_switch
+/(arg3 & 0xff) == 0/
+{
+	qtime[((struct task_struct *)arg1)->pid] = timestamp;
+}
+
+rawtp:sched::sched_switch
+/qtime[((struct task_struct *)arg2)->pid]/
+{
+	@runq_ns[((struct task_struct *)arg2)->cgroups->dfl_cgrp->kn->id] =
+	    llquantize(timestamp - qtime[((struct task_struct *)arg2)->pid], 10, 2, 9, 100);
+	qtime[((struct task_struct *)arg2)->pid] = 0;
+}
