@@ -17,6 +17,8 @@ from smartos_telemetry.errors import TelemetryError
 LOG = logging.getLogger(__name__)
 
 SUBCOMMANDS = (
+    "smartos_telemetry.cli.check",
+    "smartos_telemetry.cli.zones",
     "smartos_telemetry.cli.run_script",
 )
 

@@ -1,0 +1,153 @@
+"""``smartos-telemetry check``: preflight -- what engine runs here, and what is missing."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+from smartos_telemetry.engines.bpftrace import process
+from smartos_telemetry.engines.select import ENGINE_CLASSES, choose_engine, engine_class
+from smartos_telemetry.errors import TelemetryError
+
+HELP = "report the engine, its version, privileges and the probes shipped scripts miss"
+
+#: probe specs that name one kernel tracepoint: tracepoint:CAT:NAME (bpftrace),
+#: rawtp:CAT::NAME (D)
+_TRACEPOINT = re.compile(r"\b(?:tracepoint:(\w+):(\w+)|rawtp:(\w+)::(\w+))")
+_OTHER_PROBE = re.compile(r"^\s*((?:kprobe|kretprobe|kfunc|kretfunc|fbt):[\w:.*]+)", re.M)
+KNOWN_BUGS_BEFORE_0_20 = (
+    "hist() lumps values >= 2^31 into one bucket (decoded as an overflow bucket)",
+    "cgroup_path() prints invalid JSON (shipped scripts key by the numeric cgroup id)",
+)
+
+
+def register(subparsers):
+    p = subparsers.add_parser("check", help=HELP, description=HELP)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--scripts", metavar="DIR", help="scripts to check (default: shipped)")
+    p.set_defaults(func=run)
+    return p
+
+
+def scripts_dir():
+    """The shipped Linux scripts: installed data files, else the source tree."""
+    for base in (os.path.join(sys.prefix, "share", "smartos-telemetry"),
+                 os.path.join(os.path.dirname(__file__), "..", "..")):
+        path = os.path.normpath(os.path.join(base, "d_scripts", "linux"))
+        if os.path.isdir(path):
+            return path
+    return None
+
+
+def available_tracepoints():
+    """``{"cat:name"}`` of this kernel's tracepoints, or None if they cannot be listed."""
+    events = os.path.join(process.TRACEFS, "events")
+    if process.tracefs_mounted():
+        return {f"{c}:{n}" for c in os.listdir(events)
+                if os.path.isdir(os.path.join(events, c))
+                for n in os.listdir(os.path.join(events, c))}
+    binary = process.find_bpftrace()
+    if not binary or os.geteuid() != 0:
+        return None
+    try:  # tracefs is mounted in a private namespace only
+        out = subprocess.run(process.command(binary, ["-l", "tracepoint:*"]),
+                             capture_output=True, text=True, timeout=60, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired, TelemetryError):
+        return None
+    return {line.strip().split(":", 1)[1] for line in out.splitlines()
+            if line.startswith("tracepoint:")}
+
+
+def missing_probes(paths, tracepoints):
+    """``{script: [probe, ...]}`` of probes the scripts need and this host lacks."""
+    missing = {}
+    for path in paths:
+        with open(path, encoding="utf-8") as f:
+            text = re.sub(r"/\*.*?\*/|//[^\n]*", "", f.read(), flags=re.S)
+        lacks = []
+        for m in _TRACEPOINT.finditer(text):
+            cat, name = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            if tracepoints is not None and f"{cat}:{name}" not in tracepoints:
+                lacks.append(m.group(0))
+        lacks += [p for p in _OTHER_PROBE.findall(text)
+                  if p.startswith(("kprobe", "kretprobe", "fbt")) and not _kprobes()]
+        if lacks:
+            missing[os.path.basename(path)] = sorted(set(lacks))
+    return missing
+
+
+def _kprobes():
+    return os.path.exists(os.path.join(process.TRACEFS, "kprobe_events")) or \
+        os.path.exists("/sys/kernel/debug/tracing/kprobe_events")
+
+
+def gather(scripts=None):
+    report = {"euid": os.geteuid(), "root": os.geteuid() == 0, "engines": {}}
+    try:
+        report["engine"], report["engine_reason"] = choose_engine("auto")
+    except TelemetryError as exc:
+        report["engine"], report["engine_reason"] = None, str(exc)
+    for name in ENGINE_CLASSES:
+        entry = {}
+        try:
+            cls = engine_class(name)
+            entry["unavailable"] = cls.available()
+            entry["version"] = cls.version()
+        except (TelemetryError, ImportError, OSError) as exc:
+            entry.setdefault("unavailable", str(exc))
+            entry["version"] = None
+        report["engines"][name] = entry
+    version = process.parse_version(report["engines"]["bpftrace"].get("version"))
+    report["bpftrace_known_bugs"] = list(KNOWN_BUGS_BEFORE_0_20) if version and \
+        version < (0, 20) else []
+    report["tracefs"] = "mounted" if process.tracefs_mounted() else \
+        "not mounted (bpftrace runs in a private mount namespace that mounts it)"
+    report["btf"] = os.path.exists("/sys/kernel/btf/vmlinux")
+    try:
+        from smartos_telemetry.zones.linux_cgroups import unified_root
+        report["cgroup2_root"] = unified_root()
+    except TelemetryError as exc:
+        report["cgroup2_root"] = None
+        report["cgroup2_error"] = str(exc)
+    directory = scripts or scripts_dir()
+    paths = sorted(glob.glob(os.path.join(directory, "*.bt")) +
+                   glob.glob(os.path.join(directory, "*.d"))) if directory else []
+    tracepoints = available_tracepoints()
+    report["scripts_dir"] = directory
+    report["tracepoints_listed"] = tracepoints is not None
+    report["missing_probes"] = missing_probes(paths, tracepoints)
+    return report
+
+
+def format_text(r):
+    lines = [f"engine:       {r['engine'] or 'NONE'} ({r['engine_reason']})"]
+    for name, e in r["engines"].items():
+        state = "available" if not e.get("unavailable") else f"unavailable: {e['unavailable']}"
+        lines.append(f"  {name:10s}  {e.get('version') or '-'}; {state}")
+    for bug in r["bpftrace_known_bugs"]:
+        lines.append(f"  bpftrace known bug, designed around: {bug}")
+    lines.append(f"privileges:   euid {r['euid']}" + ("" if r["root"] else " (NOT root)"))
+    lines.append(f"tracefs:      {r['tracefs']}")
+    lines.append(f"kernel BTF:   {'yes' if r['btf'] else 'no (BTF casts in tcp.bt fail)'}")
+    lines.append(f"cgroup2 root: {r['cgroup2_root'] or r.get('cgroup2_error')}")
+    lines.append(f"scripts:      {r['scripts_dir']}")
+    if not r["tracepoints_listed"]:
+        lines.append("  tracepoints could not be listed (need root and bpftrace or tracefs)")
+    if r["missing_probes"]:
+        for script, probes in sorted(r["missing_probes"].items()):
+            lines.append(f"  {script}: missing {', '.join(probes)}")
+    elif r["tracepoints_listed"]:
+        lines.append("  every probe the shipped scripts need is present")
+    return "\n".join(lines) + "\n"
+
+
+def run(args):
+    report = gather(args.scripts)
+    if args.json:
+        json.dump(report, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(report))
+    return 0 if report["engine"] else 1
