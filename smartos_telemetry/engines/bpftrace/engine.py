@@ -88,7 +88,7 @@ _PROBE_MISSING = re.compile(
     r"tracepoint not found|not available for your kernel|Error attaching probe|"
     r"No probes to attach|Invalid probe type|Could not resolve symbol|probe_events|"
     r"not traceable|Unknown probe type|does not exist", re.IGNORECASE)
-_QUOTED_PROBE = re.compile(r"'([a-z]+:[^']+)'")
+_NAMED_PROBE = re.compile(r"'([a-z]+:[^']+)'|tracepoint not found: (\S+)")
 _HARMLESS = re.compile(r"RLIMIT_MEMLOCK")
 
 
@@ -237,6 +237,11 @@ class BpftraceEngine(Engine):
     def pid(self):
         """The running bpftrace's pid, or None."""
         return self._supervisor.pid if self._supervisor else None
+
+    @property
+    def tracing(self):
+        """True while a bpftrace child is attached (False while it restarts)."""
+        return self._child_ready and self.is_alive()
 
     def is_alive(self):
         return (self._supervisor is not None and not self._stopped
@@ -411,19 +416,21 @@ class BpftraceEngine(Engine):
             line_no = int(groups["line"]) if groups.get("line") else None
             col = int(groups["col"]) if groups.get("col") else None
             if _PROBE_MISSING.search(msg):
-                if line_no is None:
-                    line_no = self._probe_line(msg)
+                # 0.17 puts some probe errors on the wrong line (before a
+                # comment): the line naming the probe is the one to fix
+                line_no = self._probe_line(msg) or line_no
                 return ProbeNotFound(self.name, msg, self.script_name, line_no, col)
             return ScriptCompileError(self.name, msg, self.script_name, line_no, col)
         tail = stderr_text.strip()[-500:] or "no message"
         return EngineDied(self.name, f"exited (rc {returncode}) before attaching: {tail}")
 
     def _probe_line(self, msg):
-        m = _QUOTED_PROBE.search(msg)
+        m = _NAMED_PROBE.search(msg)
         if not m:
             return None
+        probe = m.group(1) or f"tracepoint:{m.group(2)}"
         for number, text in enumerate(self.source.splitlines(), 1):
-            if m.group(1) in text:
+            if probe in text:
                 return number
         return None
 

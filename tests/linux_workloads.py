@@ -1,0 +1,91 @@
+"""Test helpers (root, real kernel): cgroups under the unified root, workloads in them.
+
+Every cgroup is made under one directory with a unique prefix and removed
+afterwards; every process is started by the test and stopped by its PID.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+from smartos_telemetry.zones.linux_cgroups import unified_root
+
+
+@contextlib.contextmanager
+def test_cgroups(*names):
+    """``{name: path}`` of fresh cgroups ``<unified>/st-test-XXXX/<name>`` (may nest)."""
+    top = os.path.join(unified_root(), f"st-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.mkdir(top)
+    paths = {}
+    try:
+        for name in names:
+            paths[name] = os.path.join(top, name)
+            os.makedirs(paths[name])
+        paths[""] = top
+        yield paths
+    finally:
+        for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -len(w[0])):
+            for _ in range(50):  # processes just killed leave a moment later
+                try:
+                    os.rmdir(dirpath)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+
+
+def cgroup_id(path):
+    return os.stat(path).st_ino
+
+
+def start_in(path, argv, **kwargs):
+    """Start ``argv`` inside cgroup ``path`` (it joins before it execs)."""
+    return subprocess.Popen(
+        ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', path, *argv], **kwargs)
+
+
+def python_in(path, code, **kwargs):
+    return start_in(path, [sys.executable, "-c", code], **kwargs)
+
+
+def stop(*procs):
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def percentile(histogram, q):
+    """Upper bound of the bucket holding quantile ``q`` of a Histogram."""
+    target = q * histogram.count
+    seen = 0
+    for b in histogram.buckets:
+        seen += b.count
+        if seen >= target:
+            return b.high
+    return histogram.buckets[-1].high
+
+
+def bpftrace_pids():
+    out = subprocess.run(["pgrep", "-x", "bpftrace"], capture_output=True, text=True).stdout
+    return {int(p) for p in out.split()}
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
