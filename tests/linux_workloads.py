@@ -15,7 +15,7 @@ from smartos_telemetry.zones.linux_cgroups import unified_root
 
 
 @contextlib.contextmanager
-def test_cgroups(*names):
+def scratch_cgroups(*names):
     """``{name: path}`` of fresh cgroups ``<unified>/st-test-XXXX/<name>`` (may nest)."""
     top = os.path.join(unified_root(), f"st-test-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     os.mkdir(top)
