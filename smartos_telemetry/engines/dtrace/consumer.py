@@ -61,6 +61,16 @@ COMPILE_LOCK = threading.Lock()
 #: The agent therefore runs one program per process; this counts handles.
 _oracle_handles_opened = 0
 
+#: Oracle DTrace 2.0.7 corrupts its heap in dtrace_close when an error
+#: handler was registered and the program has three or more probe
+#: descriptions ("double free or corruption", reproduced with a 20-line C
+#: consumer: open, init, handle_err, compile, exec, go, stop, close).  The
+#: error handler is what keeps run-time faults from aborting the consumer,
+#: so it stays, and on Oracle stop() calls dtrace_stop but never
+#: dtrace_close: the process holds one handle for its life anyway (above),
+#: and exiting releases the handle's BPF programs and maps.
+ORACLE_CLOSE_CORRUPTS_HEAP = True
+
 #: consumer options and their defaults; every one can be overridden
 DEFAULT_OPTIONS = {
     "bufsize": "256k",  # principal buffer per CPU: only printf/ERROR records
@@ -286,7 +296,8 @@ class DTraceConsumer(Engine):
             try:
                 lib.dtrace_stop(self._handle)
             finally:
-                lib.dtrace_close(self._handle)
+                if not (self._binding.family == "oracle" and ORACLE_CLOSE_CORRUPTS_HEAP):
+                    lib.dtrace_close(self._handle)
                 self._handle = None
                 self._closed = True
         LOG.debug("dtrace consumer for %s closed", self.script_name)
