@@ -1,9 +1,9 @@
 """Benchmark: snapshot + decode rate of the libdtrace consumer on a real libdtrace.
 
-Builds an aggregation of at least 10,000 keys, each holding a quantize()
-value, in the kernel (one getppid() call per key from this process), then
-times consumer.snapshot() -- dtrace_aggregate_snap plus the walk plus our
-decoding -- several times.  Writes the figures to
+Builds an aggregation of 10,000 keys, each holding a quantize() value, in
+the kernel (one getppid() call per key from this process), then times
+consumer.snapshot() -- dtrace_status, dtrace_aggregate_snap, the walk and
+our decoding -- several times, every key updated between snapshots.  Writes the figures to
 bench/results/libdtrace_snapshot_decode.txt.
 
 Run inside the sandbox:  tools/dtrace-sandbox run -- python3 bench/libdtrace_snapshot_decode.py
@@ -26,16 +26,31 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
 def main():
     src = ("long n;\n"
            f"syscall::getppid:entry /pid == {os.getpid()}/ "
-           "{ @lat[n] = quantize(n * 7919 % 1000000); n++; }")
+           f"{{ @lat[n % {KEYS}] = quantize(n * 7919 % 1000000); n++; }}")
     with DTraceConsumer(src, "bench.d", options={"aggsize": "64m"}) as c:
         for _ in range(KEYS):
             os.getppid()
         time.sleep(1.5)
-        times = []
+        times, snaps, walks = [], [], []
         for _ in range(ROUNDS):
+            for _ in range(KEYS):  # every key changes between snapshots
+                os.getppid()
             t0 = time.perf_counter()
             snap = c.snapshot()
             times.append(time.perf_counter() - t0)
+        # the two halves: libdtrace reading the kernel (status, work,
+        # dtrace_aggregate_snap) and our walk + decode into typed values
+        for _ in range(ROUNDS):
+            for _ in range(KEYS):
+                os.getppid()
+            with c._lock:
+                t0 = time.perf_counter()
+                c._snap_locked()
+                t1 = time.perf_counter()
+                c._walk_locked()
+                t2 = time.perf_counter()
+            snaps.append(t1 - t0)
+            walks.append(t2 - t1)
         rows = len(snap["lat"].rows)
         cpu = time.process_time()
     best, median = min(times), statistics.median(times)
@@ -47,6 +62,10 @@ def main():
         f"snapshot+decode seconds over {ROUNDS} rounds: best {best:.3f}, median {median:.3f}",
         f"records decoded per second (median): {rows / median:,.0f}",
         f"snapshot+decode per key (median): {median / rows * 1e6:.1f} us",
+        f"  libdtrace status + aggregate_snap (median): "
+        f"{statistics.median(snaps) / rows * 1e6:.1f} us/key",
+        f"  dtrace_aggregate_walk + decode into typed values (median): "
+        f"{statistics.median(walks) / rows * 1e6:.1f} us/key",
         f"process CPU time total: {cpu:.2f} s",
     ]
     text = "\n".join(lines) + "\n"

@@ -117,7 +117,9 @@ def test_destructive_programs_are_refused(fake_binding):
 def test_drops_and_errors_are_counted_and_do_not_stop_the_consumer(fake_binding):
     with DTraceConsumer("drops printf", "fake.d", binding=fake_binding,
                         keepalive=3600) as consumer:
+        consumer.poll()
         first = consumer.snapshot()
+        consumer.poll()
         second = consumer.snapshot()
         assert consumer.is_alive()
         assert consumer.output() == ["hello from fake\n", "hello from fake\n"]
@@ -131,6 +133,7 @@ def test_a_dead_consumer_is_detected(fake_binding):
     consumer = DTraceConsumer("die", "fake.d", binding=fake_binding, keepalive=3600)
     consumer.start()
     try:
+        consumer.poll()  # dtrace_work fails as for a killed consumer
         with pytest.raises(EngineDied, match="systemic unresponsiveness"):
             consumer.snapshot()
         assert not consumer.is_alive()

@@ -79,6 +79,8 @@ def run(args):
         while time.monotonic() < deadline and engine.is_alive():
             time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         snap = engine.snapshot()
+        if not args.json:
+            sys.stdout.write("".join(engine.output()))
         # print before the engine is torn down: nothing read is lost even if
         # tearing down fails
         if args.json:

@@ -61,6 +61,10 @@ class Engine(abc.ABC):
     def stop(self):
         """Stop tracing and release every kernel resource; idempotent."""
 
+    def output(self):
+        """Text the program printed (printf and the like), oldest first."""
+        return []
+
     def close(self):
         self.stop()
 

@@ -210,10 +210,23 @@ def test_drops_from_a_tiny_buffer_are_counted_and_tracing_goes_on():
         for _ in range(20000):
             os.getppid()
         time.sleep(SETTLE)
+        c.poll()
         snap = c.snapshot()
         assert c.is_alive()
     assert snap["n"].rows == {(): 20000}  # aggregations are not lost
     assert snap.health.drops.get("principal", 0) > 0
+
+
+@in_own_process
+def test_printf_output_is_collected():
+    src = f'syscall::getppid:entry /pid == {os.getpid()}/ {{ printf("call %d\\n", 7); }}'
+    with consumer(src) as c:
+        for _ in range(3):
+            os.getppid()
+        time.sleep(SETTLE)
+        c.poll()
+        text = "".join(c.output())
+    assert text == "call 7\n" * 3
 
 
 @in_own_process

@@ -174,6 +174,12 @@ int dtrace_stop(dtrace_hdl_t *dtp);
 /* compiling from a FILE (not a string) makes libdtrace report line numbers */
 FILE *fmemopen(void *buf, size_t size, const char *mode);
 int fclose(FILE *fp);
+
+/* printf output: Oracle's dtrace_work never flushes buffered output to the
+   buffered-output handler, so output goes to an in-memory FILE instead */
+FILE *open_memstream(char **ptr, size_t *sizeloc);
+int fflush(FILE *fp);
+void free(void *ptr);
 int dtrace_status(dtrace_hdl_t *dtp);
 dtrace_workstatus_t dtrace_work(dtrace_hdl_t *dtp, FILE *fp,
     int (*pfunc)(const dtrace_probedata_t *, void *),

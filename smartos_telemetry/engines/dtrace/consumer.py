@@ -151,6 +151,7 @@ class DTraceConsumer(Engine):
         self._keepalive_interval = keepalive
         self._lock = threading.RLock()
         self._handle = None
+        self._out = None  # (FILE *, char **, size_t *, bytes read)
         self._self_ref = None
         self._decoder = None
         self._keepalive = None
@@ -239,6 +240,7 @@ class DTraceConsumer(Engine):
         if b.family == "oracle" and lib.dtrace_init(handle) != 0:
             raise EngineUnavailable(ENGINE, f"dtrace_init failed: {b.errmsg(handle)}")
         self._self_ref = ffi.new_handle(self)
+        self._open_output_stream()
         for register, callback in ((lib.dtrace_handle_err, lib.st_err_cb),
                                    (lib.dtrace_handle_drop, lib.st_drop_cb),
                                    (lib.dtrace_handle_buffered, lib.st_buffered_cb)):
@@ -300,6 +302,7 @@ class DTraceConsumer(Engine):
                     lib.dtrace_close(self._handle)
                 self._handle = None
                 self._closed = True
+                self._close_output_stream()
         LOG.debug("dtrace consumer for %s closed", self.script_name)
 
     # -- polling ------------------------------------------------------------
@@ -309,6 +312,17 @@ class DTraceConsumer(Engine):
                 if self._handle is None or self._death:
                     return
                 self._poll_locked()
+
+    def poll(self):
+        """Collect drops, run-time errors and buffered output now.
+
+        The keep-alive thread does this every ``keepalive`` seconds; call it
+        to have the health counters current before reading them.
+        """
+        with self._lock:
+            if self._handle is None:
+                raise EngineDied(ENGINE, "consumer is not running (stopped or never started)")
+            self._poll_locked()
 
     def _poll_locked(self):
         """dtrace_status + dtrace_work: liveness, drops, errors, output."""
@@ -321,12 +335,46 @@ class DTraceConsumer(Engine):
         if status in (lib.DTRACE_STATUS_EXITED, lib.DTRACE_STATUS_STOPPED,
                       lib.DTRACE_STATUS_FILLED):
             self._exited = True
-        work = lib.dtrace_work(self._handle, b.ffi.NULL, lib.st_probe_cb, lib.st_rec_cb,
+        work = lib.dtrace_work(self._handle, self._out[0], lib.st_probe_cb, lib.st_rec_cb,
                                self._self_ref)
+        self._collect_output()
         if work == lib.DTRACE_WORKSTATUS_ERROR:
             self._die(f"dtrace_work failed: {b.errmsg(self._handle)}")
         elif work == lib.DTRACE_WORKSTATUS_DONE:
             self._exited = True
+
+    # -- printf output -------------------------------------------------------
+    #: a stream this large is replaced by a fresh one
+    OUTPUT_STREAM_LIMIT = 1 << 20
+
+    def _open_output_stream(self):
+        ffi, lib = self._binding.ffi, self._binding.lib
+        bufp, sizep = ffi.new("char **"), ffi.new("size_t *")
+        fp = lib.open_memstream(bufp, sizep)
+        if fp == ffi.NULL:
+            raise EngineError(ENGINE, "open_memstream failed: no memory for printf output")
+        self._out = [fp, bufp, sizep, 0]
+
+    def _close_output_stream(self):
+        if self._out is not None:
+            fp, bufp, _, _ = self._out
+            self._out = None
+            self._binding.lib.fclose(fp)
+            self._binding.lib.free(bufp[0])
+
+    def _collect_output(self):
+        """Move what printf wrote since the last call into output()."""
+        ffi, lib = self._binding.ffi, self._binding.lib
+        fp, bufp, sizep, done = self._out
+        lib.fflush(fp)
+        size = sizep[0]
+        if size > done:
+            self._output.append(ffi.unpack(bufp[0] + done, size - done).decode(
+                "utf-8", "replace"))
+            self._out[3] = size
+        if size > self.OUTPUT_STREAM_LIMIT:
+            self._close_output_stream()
+            self._open_output_stream()
 
     def _die(self, reason):
         if not self._death:
@@ -349,29 +397,41 @@ class DTraceConsumer(Engine):
     def snapshot(self):
         """Every aggregation, cumulative since go, as a typed Snapshot."""
         with self._lock:
-            if self._handle is None:
-                raise EngineDied(ENGINE, "consumer is not running (stopped or never started)")
-            if self._death:
-                raise EngineDied(ENGINE, self._death)
-            b = self._binding
-            lib = b.lib
-            self._poll_locked()
-            if self._death:
-                raise EngineDied(ENGINE, self._death)
-            if lib.dtrace_aggregate_snap(self._handle) != 0:
-                raise EngineError(ENGINE, f"dtrace_aggregate_snap: {b.errmsg(self._handle)}")
-            self._walk_rows = {}
-            self._walk_error = None
-            rc = lib.dtrace_aggregate_walk(self._handle, lib.st_walk_cb, self._self_ref)
-            rows, error = self._walk_rows, self._walk_error
-            self._walk_rows = self._walk_error = None
-            if error is not None:
-                raise error
-            if rc != 0:
-                raise EngineError(ENGINE, f"dtrace_aggregate_walk: {b.errmsg(self._handle)}")
+            self._snap_locked()
+            rows = self._walk_locked()
         aggregations = {name: Aggregation(name, action, entries)
                         for (name, action), entries in rows.items()}
         return Snapshot(ENGINE, aggregations, self.health())
+
+    def _snap_locked(self):
+        """Liveness, then libdtrace reads the kernel's aggregation data."""
+        if self._handle is None:
+            raise EngineDied(ENGINE, "consumer is not running (stopped or never started)")
+        if self._death:
+            raise EngineDied(ENGINE, self._death)
+        b = self._binding
+        # status only: dtrace_work (principal buffer, drops, errors) may block
+        # for up to the switchrate on Oracle and runs in the keep-alive thread
+        if b.lib.dtrace_status(self._handle) == b.lib.DTRACE_STATUS_ERROR:
+            self._die(f"dtrace_status failed: {b.errmsg(self._handle)}")
+        if self._death:
+            raise EngineDied(ENGINE, self._death)
+        if b.lib.dtrace_aggregate_snap(self._handle) != 0:
+            raise EngineError(ENGINE, f"dtrace_aggregate_snap: {b.errmsg(self._handle)}")
+
+    def _walk_locked(self):
+        """Walk libdtrace's aggregation hash, decoding every row."""
+        b = self._binding
+        self._walk_rows = {}
+        self._walk_error = None
+        rc = b.lib.dtrace_aggregate_walk(self._handle, b.lib.st_walk_cb, self._self_ref)
+        rows, error = self._walk_rows, self._walk_error
+        self._walk_rows = self._walk_error = None
+        if error is not None:
+            raise error
+        if rc != 0:
+            raise EngineError(ENGINE, f"dtrace_aggregate_walk: {b.errmsg(self._handle)}")
+        return rows
 
     def health(self):
         return EngineHealth(drops=dict(self._drops), errors=dict(self._errors))
