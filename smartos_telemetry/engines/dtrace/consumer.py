@@ -357,10 +357,12 @@ class DTraceConsumer(Engine):
 
     def _close_output_stream(self):
         if self._out is not None:
-            fp, bufp, _, _ = self._out
-            self._out = None
+            # fclose writes through bufp and sizep: both must outlive it
+            fp, bufp, sizep, _ = self._out
             self._binding.lib.fclose(fp)
             self._binding.lib.free(bufp[0])
+            self._out = None
+            del sizep
 
     def _collect_output(self):
         """Move what printf wrote since the last call into output()."""
