@@ -163,6 +163,24 @@ def test_integer_keys_are_signed_by_size_and_strings_bounded():
 
 
 @in_own_process
+def test_user_symbol_keys_are_text_and_normalize_applies():
+    src = f"""
+    syscall::getppid:entry /pid == {os.getpid()}/ {{
+        @u[usym(uregs[R_PC])] = count(); @m[umod(uregs[R_PC])] = count();
+    }}
+    BEGIN {{ @s = sum(1000); normalize(@s, 10); }}"""
+    with consumer(src) as c:
+        for _ in range(3):
+            os.getppid()
+        time.sleep(SETTLE)
+        c.poll()  # normalize() is a record in the principal buffer
+        snap = c.snapshot()
+    assert snap["u"].rows == {("libc.so.6`getppid",): 3}
+    assert snap["m"].rows == {("libc.so.6",): 3}
+    assert snap["s"].rows == {(): 100}
+
+
+@in_own_process
 def test_snapshots_are_cumulative_and_deltas_are_per_interval():
     src = f"syscall::getppid:entry /pid == {os.getpid()}/ {{ @n = count(); @h = quantize(5); }}"
     with consumer(src) as c:
