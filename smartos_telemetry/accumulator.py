@@ -1,0 +1,140 @@
+"""From an engine's cumulative snapshots to per-zone interval values and
+counters that never go backwards.
+
+An engine's aggregations are cumulative since *that engine* started.  An
+engine that dies and is restarted starts again from zero, and a zone's
+counters would then jump backwards.  :class:`Accumulator` keeps, per zone:
+
+* the last raw value it saw from the current engine (the baseline),
+* a running total that only grows: every interval adds the events since
+  the baseline, and after a restart the new engine's values count from zero.
+
+Each :meth:`Accumulator.update` returns, per zone seen in the snapshot, the
+interval's delta (an ``int`` or a :class:`Histogram` of just this interval's
+events, which percentiles are read from) and the running total (a count of
+events for histograms, the value for counters).
+
+Zone churn: a zone appears as soon as a snapshot has it; a zone missing from
+snapshots for ``ttl`` seconds is forgotten.  Memory is bounded by
+``max_zones`` zones per aggregation (the least recently seen go first, with
+a warning); each zone keeps one raw value, so the bound is ``max_zones``
+histograms of at most a few hundred buckets (about 2,000 zones x 100
+non-empty buckets = 200,000 buckets, some 20 MB of Python objects).
+"""
+
+import dataclasses
+import time
+
+from oslo_log import log as logging
+
+from smartos_telemetry.snapshot import Histogram
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """One zone's change over one polling interval.
+
+    ``delta``: what happened in the interval (int, or Histogram of the
+    interval's events).  ``total``: the running total, never decreasing (an
+    int: the value for counters, the number of events for histograms).
+    """
+
+    delta: object
+    total: int
+
+
+def _magnitude(value):
+    return value.count if isinstance(value, Histogram) else value
+
+
+def _went_backwards(delta):
+    if isinstance(delta, Histogram):
+        return any(b.count < 0 for b in delta.buckets)
+    return delta < 0
+
+
+def _empty_like(value):
+    return Histogram(()) if isinstance(value, Histogram) else 0
+
+
+@dataclasses.dataclass
+class _ZoneState:
+    raw: object
+    total: int
+    seen: float
+
+
+class Accumulator:
+    """Running per-zone totals for one aggregation (count, sum or histogram).
+
+    ``rows`` handed to :meth:`update` map a zone key to the engine's
+    cumulative value for that zone.  Values must not decrease while one
+    engine lives; a value that does (the engine's map was cleared, a
+    counter wrapped) is taken as a fresh start for that zone, as is every
+    value after ``generation`` changes (a restarted engine).
+    """
+
+    def __init__(self, name, ttl=900.0, max_zones=10000, clock=time.monotonic):
+        self.name = name
+        self.ttl = ttl
+        self.max_zones = max_zones
+        self._clock = clock
+        self._zones = {}
+        self._generation = None
+
+    def __len__(self):
+        return len(self._zones)
+
+    def zones(self):
+        return list(self._zones)
+
+    def total(self, zone):
+        state = self._zones.get(zone)
+        return state.total if state else None
+
+    def update(self, rows, generation=0):
+        """Fold one cumulative snapshot in; return ``{zone: Interval}``."""
+        now = self._clock()
+        if generation != self._generation:
+            if self._generation is not None:
+                LOG.info("%s: engine restarted (generation %s -> %s); counting on from "
+                         "the running totals", self.name, self._generation, generation)
+            for state in self._zones.values():
+                state.raw = _empty_like(state.raw)
+            self._generation = generation
+        out = {}
+        for zone, raw in rows.items():
+            state = self._zones.get(zone)
+            if state is None:
+                # a zone first seen now: everything the engine has for it
+                # happened since the engine started, i.e. after our baseline
+                delta = raw
+                state = self._zones[zone] = _ZoneState(_empty_like(raw), 0, now)
+            else:
+                delta = raw - state.raw if isinstance(raw, int) else raw.minus(state.raw)
+                if _went_backwards(delta):
+                    LOG.info("%s: zone %s went backwards; taking it as a fresh start",
+                             self.name, zone)
+                    delta = raw
+            state.raw = raw
+            state.total += _magnitude(delta)
+            state.seen = now
+            out[zone] = Interval(delta, state.total)
+        self._expire(now)
+        return out
+
+    def _expire(self, now):
+        gone = [z for z, s in self._zones.items() if now - s.seen > self.ttl]
+        for zone in gone:
+            del self._zones[zone]
+        if gone:
+            LOG.debug("%s: forgot %d zones unseen for %.0f s", self.name, len(gone), self.ttl)
+        excess = len(self._zones) - self.max_zones
+        if excess > 0:
+            oldest = sorted(self._zones, key=lambda z: self._zones[z].seen)[:excess]
+            for zone in oldest:
+                del self._zones[zone]
+            LOG.warning("%s: more than %d zones; forgot the %d least recently seen",
+                        self.name, self.max_zones, excess)
