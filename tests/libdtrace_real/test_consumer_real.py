@@ -285,8 +285,8 @@ def test_concurrent_starts_never_crash_and_one_consumer_per_process_is_enforced(
 
 @in_own_process
 def test_programs_with_many_clauses_stop_without_corrupting_the_heap():
-    # libdtrace 2.0.7 corrupts its heap in dtrace_close here (see
-    # ORACLE_CLOSE_CORRUPTS_HEAP); the child would die of SIGABRT
+    # with the error handler registered before the compile, libdtrace 2.0.7
+    # corrupts its heap here and the child dies of SIGABRT (see consumer.py)
     src = "\n".join(f"syscall::{name}:entry {{ @{name} = count(); }}"
                     for name in ("getppid", "getpid", "getuid", "getgid"))
     with consumer(src) as c:

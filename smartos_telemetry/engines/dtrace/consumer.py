@@ -3,9 +3,10 @@
 Lifecycle of one handle (the order libdtrace requires)::
 
     dtrace_open -> dtrace_setopt (bufsize, aggsize, ...) -> [dtrace_init, Oracle]
-    -> dtrace_handle_err / _drop / _buffered   (before go: err compiles ERROR)
-    -> dtrace_program_strcompile (process-wide lock) -> refuse destructive
-    -> dtrace_program_exec -> dtrace_go
+    -> dtrace_program_fcompile (process-wide lock)
+    -> dtrace_handle_err / _drop / _buffered   (after the compile, before exec:
+                                                dtrace(1)'s order; err compiles ERROR)
+    -> refuse destructive -> dtrace_program_exec -> dtrace_go
     -> every keepalive: dtrace_status + dtrace_work (drops, errors, output)
     -> snapshot(): dtrace_status, dtrace_work, dtrace_aggregate_snap,
                    dtrace_aggregate_walk (NEXT: cumulative since go)
@@ -60,16 +61,6 @@ COMPILE_LOCK = threading.Lock()
 #: for 'dtrace:::BEGIN' failed: Bad file descriptor" (seen on this kernel).
 #: The agent therefore runs one program per process; this counts handles.
 _oracle_handles_opened = 0
-
-#: Oracle DTrace 2.0.7 corrupts its heap in dtrace_close when an error
-#: handler was registered and the program has three or more probe
-#: descriptions ("double free or corruption", reproduced with a 20-line C
-#: consumer: open, init, handle_err, compile, exec, go, stop, close).  The
-#: error handler is what keeps run-time faults from aborting the consumer,
-#: so it stays, and on Oracle stop() calls dtrace_stop but never
-#: dtrace_close: the process holds one handle for its life anyway (above),
-#: and exiting releases the handle's BPF programs and maps.
-ORACLE_CLOSE_CORRUPTS_HEAP = True
 
 #: consumer options and their defaults; every one can be overridden
 DEFAULT_OPTIONS = {
@@ -241,11 +232,6 @@ class DTraceConsumer(Engine):
             raise EngineUnavailable(ENGINE, f"dtrace_init failed: {b.errmsg(handle)}")
         self._self_ref = ffi.new_handle(self)
         self._open_output_stream()
-        for register, callback in ((lib.dtrace_handle_err, lib.st_err_cb),
-                                   (lib.dtrace_handle_drop, lib.st_drop_cb),
-                                   (lib.dtrace_handle_buffered, lib.st_buffered_cb)):
-            if register(handle, callback, self._self_ref) != 0:
-                raise EngineError(ENGINE, f"cannot register handler: {b.errmsg(handle)}")
         self._decoder = AggDecoder(b, handle)
 
     def _compile_and_go(self, b):
@@ -262,6 +248,17 @@ class DTraceConsumer(Engine):
                 self._raise_compile_error(b.errmsg(handle))
         finally:
             lib.fclose(stream)
+        # the handlers go after the compile and before exec, the order
+        # dtrace(1) uses: Oracle's dtrace_handle_err compiles the ERROR
+        # clause, and registered before the program is compiled it corrupts
+        # libdtrace's heap once the program has three or more probe
+        # descriptions (seen on 2.0.7: "double free or corruption" in
+        # dtrace_close, "free(): invalid pointer" in dtrace_go)
+        for register, callback in ((lib.dtrace_handle_err, lib.st_err_cb),
+                                   (lib.dtrace_handle_drop, lib.st_drop_cb),
+                                   (lib.dtrace_handle_buffered, lib.st_buffered_cb)):
+            if register(handle, callback, self._self_ref) != 0:
+                raise EngineError(ENGINE, f"cannot register handler: {b.errmsg(handle)}")
         value = ffi.new("dtrace_optval_t *")
         if lib.dtrace_getopt(handle, b"destructive", value) == 0 and \
                 value[0] != _optval_unset(ffi):
@@ -298,8 +295,7 @@ class DTraceConsumer(Engine):
             try:
                 lib.dtrace_stop(self._handle)
             finally:
-                if not (self._binding.family == "oracle" and ORACLE_CLOSE_CORRUPTS_HEAP):
-                    lib.dtrace_close(self._handle)
+                lib.dtrace_close(self._handle)
                 self._handle = None
                 self._closed = True
                 self._close_output_stream()
