@@ -168,7 +168,8 @@ class Supervisor:
             signal_group(self.proc, signal.SIGINT)
         self._thread.join(self.stop_timeout)
         if self._thread.is_alive():
-            LOG.warning("bpftrace pid %s ignored SIGINT for %.0f s; killing it",
+            # seen on this kind of VM: exit (detach) sometimes stalls for seconds
+            LOG.warning("bpftrace pid %s had not exited %.0f s after SIGINT; killing it",
                         self.pid, self.stop_timeout)
             with self._lock:
                 signal_group(self.proc, signal.SIGKILL)
