@@ -10,9 +10,9 @@
  * Key:     the cgroup-v2 id of the task switched in (the same number as
  *          bpftrace's `cgroup` and the st_ino of its unified-hierarchy dir).
  * Contract:
- *   @runq_ns[cgroup_id] = llquantize(ns, 10, 2, 9, 100)
- *     log-linear: 100 steps per decade from 100 ns to 10 s, so any bucket
- *     is at most 10% wide relative to its low bound above 1 us.
+ *   @runq_ns[cgroup_id] = llquantize(ns, 10, 3, 9, 100)
+ *     log-linear: 100 steps per decade from 1 us to 10 s, so any bucket
+ *     is at most 10% wide relative to its low bound; below 1 us one bucket.
  * Caveats: sched:::on-cpu and enqueue need fbt, which this kind of kernel
  *          lacks, hence rawtp.  A task preempted while runnable reports
  *          prev_state 0 (or TASK_REPORT_MAX on 6.x); both count as runnable.
@@ -34,6 +34,6 @@ rawtp:sched::sched_switch
 /qtime[((struct task_struct *)arg2)->pid]/
 {
 	@runq_ns[((struct task_struct *)arg2)->cgroups->dfl_cgrp->kn->id] =
-	    llquantize(timestamp - qtime[((struct task_struct *)arg2)->pid], 10, 2, 9, 100);
+	    llquantize(timestamp - qtime[((struct task_struct *)arg2)->pid], 10, 3, 9, 100);
 	qtime[((struct task_struct *)arg2)->pid] = 0;
 }

@@ -1,0 +1,82 @@
+"""Every shipped script declares its aggregation contract, and its body
+keeps it; the SmartOS scripts are checked here against fixtures (this host
+cannot run them), the Linux ones also for real (tests/libdtrace_real,
+tests/test_bpftrace_*)."""
+
+import re
+
+import pytest
+
+from smartos_telemetry import scripts
+from smartos_telemetry.errors import ConfigError
+
+ALL = scripts.shipped_scripts()
+
+
+def test_every_platform_has_scripts():
+    assert {p.split("/")[0] for p in ALL} == {"linux", "smartos"}
+    assert {"smartos/runqueue.d", "smartos/zfs_io.d", "smartos/tcp.d",
+            "linux/runqueue.d", "linux/diskio.d", "linux/tcp.d"} <= set(ALL)
+
+
+@pytest.mark.parametrize("relative", ALL)
+def test_header_names_probes_units_keys_caveats_and_contract(relative):
+    source = open(scripts.script_path(relative)).read()
+    header = source.partition("*/")[0]
+    for section in ("Probes:", "Units:", "Key:", "Contract:", "Caveats:"):
+        assert section in header, f"{relative}: header lacks {section}"
+    assert scripts.contract(source)
+
+
+def recorded_actions(body, name):
+    """The action of every ``@name[...] = action(`` in a D body (brackets nest)."""
+    actions = []
+    for m in re.finditer(rf"@{name}\[", body):
+        depth, i = 1, m.end()
+        while depth:
+            depth += {"[": 1, "]": -1}.get(body[i], 0)
+            i += 1
+        rest = re.match(r"\s*=\s*(\w+)\(", body[i:])
+        if rest:
+            actions.append(rest.group(1))
+    return actions
+
+
+@pytest.mark.parametrize("relative", [p for p in ALL if p.endswith(".d")])
+def test_d_bodies_record_what_the_contract_declares(relative):
+    source = open(scripts.script_path(relative)).read()
+    body = source.partition("*/")[2]
+    for name, c in scripts.contract(source).items():
+        uses = recorded_actions(body, name)
+        assert uses, f"{relative}: @{name} is declared but never recorded"
+        for action in uses:
+            assert action == c.action, f"{relative}: @{name} uses {action}, not {c.action}"
+        if c.action == "llquantize":
+            assert re.search(rf"@{name}\[[^=]*=\s*\n?\s*llquantize\([^;]*, 10, 3, 9, 100\)",
+                             body), f"{relative}: @{name} must use llquantize(.., 10, 3, 9, 100)"
+
+
+def test_contract_parsing_and_loglinear_maps():
+    src = """/*
+ * Contract:
+ *   @runq_ns[cgroup_id, bucket] = count()
+ *   @retransmits[cgroup_id] = count()
+ */
+// loglinear: @runq_ns
+"""
+    c = scripts.contract(src)
+    assert c["runq_ns"] == scripts.AggContract("runq_ns", ("cgroup_id",), "llquantize")
+    assert c["retransmits"].action == "count"
+    with pytest.raises(ConfigError, match="no 'Contract:'"):
+        scripts.contract("/* nothing */")
+    with pytest.raises(ConfigError, match="loglinear"):
+        scripts.contract("/*\n Contract:\n @x[a] = sum(v)\n*/\n// loglinear: @x\n")
+
+
+def test_smartos_scripts_key_by_zone_never_by_an_operator_string():
+    for relative in (p for p in ALL if p.startswith("smartos/")):
+        for c in scripts.contract(open(scripts.script_path(relative)).read()).values():
+            assert c.keys in (("zonename",), ("zoneid",)), (relative, c)
+    for relative in ALL:
+        body = open(scripts.script_path(relative)).read().partition("*/")[2]
+        assert "$$" not in body and "%s" not in body  # nothing is templated in
