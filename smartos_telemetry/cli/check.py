@@ -10,6 +10,7 @@ import sys
 from smartos_telemetry.engines.bpftrace import process
 from smartos_telemetry.engines.select import ENGINE_CLASSES, choose_engine, engine_class
 from smartos_telemetry.errors import TelemetryError
+from smartos_telemetry.scripts import scripts_dir as shipped_scripts_dir
 
 HELP = "report the engine, its version, privileges and the probes shipped scripts miss"
 
@@ -29,16 +30,6 @@ def register(subparsers):
     p.add_argument("--scripts", metavar="DIR", help="scripts to check (default: shipped)")
     p.set_defaults(func=run)
     return p
-
-
-def scripts_dir():
-    """The shipped Linux scripts: installed data files, else the source tree."""
-    for base in (os.path.join(sys.prefix, "share", "smartos-telemetry"),
-                 os.path.join(os.path.dirname(__file__), "..", "..")):
-        path = os.path.normpath(os.path.join(base, "d_scripts", "linux"))
-        if os.path.isdir(path):
-            return path
-    return None
 
 
 def available_tracepoints():
@@ -111,7 +102,7 @@ def gather(scripts=None):
     except TelemetryError as exc:
         report["cgroup2_root"] = None
         report["cgroup2_error"] = str(exc)
-    directory = scripts or scripts_dir()
+    directory = scripts or os.path.join(shipped_scripts_dir(), "linux")
     paths = sorted(glob.glob(os.path.join(directory, "*.bt")) +
                    glob.glob(os.path.join(directory, "*.d"))) if directory else []
     tracepoints = available_tracepoints()
