@@ -1,0 +1,1 @@
+"""Meters: the catalogue, and the reduction of snapshots to samples."""

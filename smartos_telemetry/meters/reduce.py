@@ -1,0 +1,146 @@
+"""From snapshots to meter samples: the arithmetic the meters bill on.
+
+:class:`SnapshotReducer` holds one :class:`~smartos_telemetry.accumulator.Accumulator`
+per aggregation it reads.  Each polling interval it takes the latest
+snapshot of every script (cumulative since the engine started) and returns
+:class:`MeterSample` objects, engine-neutral and Ceilometer-neutral:
+
+* distributions: percentiles and max of *this interval's* events (the
+  accumulator's histogram delta), gauges emitted only for zones with events
+  in the interval; cumulative ``.count`` and ``.sum`` for every zone seen;
+* counters: the accumulator's running total, which never goes backwards;
+* engine health: drops, errors and restarts per host.
+
+Zone keys are passed through as the scripts record them (cgroup id,
+zonename or zoneid); naming them is the zone layer's job.  ``zones``, when
+given, limits the samples to those keys, so a zone that is not a known
+tenant never gets samples.
+"""
+
+import dataclasses
+
+from smartos_telemetry.accumulator import Accumulator
+from smartos_telemetry.meters import catalogue
+from smartos_telemetry.percentiles import maximum, percentile
+from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
+
+HOST = None  # the zone of host-level samples
+
+GAUGES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+
+
+@dataclasses.dataclass(frozen=True)
+class MeterSample:
+    name: str
+    type: str  # gauge | cumulative
+    unit: str
+    volume: float
+    zone: object  # a zone key, or HOST
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _midpoint_total(histogram):
+    """Sum of a histogram's events, each taken at its bucket's midpoint."""
+    total = 0.0
+    for b in histogram.buckets:
+        low = b.high if b.low == INT64_MIN else b.low
+        high = b.low if b.high == INT64_MAX else b.high
+        total += b.count * (low + high) / 2
+    return total
+
+
+class SnapshotReducer:
+    """Meter samples for one platform and engine, interval after interval."""
+
+    def __init__(self, platform, engine, ttl=900.0, max_zones=10000):
+        self.platform_engine = (platform, engine)
+        self.meters = catalogue.meters_for(platform, engine)
+        self.health_meters = [m for m in catalogue.CATALOGUE if m.kind == "health"]
+        self._ttl = ttl
+        self._max_zones = max_zones
+        self._accumulators = {}
+        self._estimated_sums = {}
+
+    def _acc(self, key):
+        acc = self._accumulators.get(key)
+        if acc is None:
+            acc = self._accumulators[key] = Accumulator(
+                ":".join(key), ttl=self._ttl, max_zones=self._max_zones)
+        return acc
+
+    def scripts(self):
+        return catalogue.scripts_for(*self.platform_engine)
+
+    @staticmethod
+    def _zone_rows(snapshot, aggregation, zones):
+        agg = snapshot.get(aggregation) if snapshot else None
+        if agg is None:
+            return {}
+        rows = {key[0]: value for key, value in agg.rows.items() if key}
+        if zones is not None:
+            rows = {z: v for z, v in rows.items() if z in zones}
+        return rows
+
+    def reduce(self, snapshots, generation=0, zones=None):
+        """``snapshots``: ``{script: Snapshot}``; returns a list of MeterSample."""
+        out = []
+        for meter in self.meters:
+            src = meter.sources[self.platform_engine]
+            snap = snapshots.get(src.script)
+            if snap is None:
+                continue
+            rows = self._zone_rows(snap, src.aggregation, zones)
+            intervals = self._acc((meter.name, src.aggregation)).update(rows, generation)
+            if meter.kind == "counter":
+                out.extend(MeterSample(meter.name, "cumulative", meter.unit, iv.total, zone)
+                           for zone, iv in intervals.items())
+                continue
+            sums = None
+            if src.sum_aggregation:
+                sums = self._acc((meter.name, src.sum_aggregation)).update(
+                    self._zone_rows(snap, src.sum_aggregation, zones), generation)
+            for zone, iv in intervals.items():
+                out.extend(self._distribution(meter, zone, iv, sums))
+            self._forget_estimates(meter.name, (meter.name, src.aggregation))
+        out.extend(self._health(snapshots, generation))
+        return out
+
+    def _distribution(self, meter, zone, interval, sums):
+        name, unit = meter.name, meter.unit
+        hist = interval.delta
+        samples = []
+        if hist.count > 0:
+            for suffix, q in GAUGES:
+                samples.append(MeterSample(f"{name}.{suffix}", "gauge", unit,
+                                           percentile(hist, q), zone))
+            samples.append(MeterSample(f"{name}.max", "gauge", unit, maximum(hist), zone))
+        samples.append(MeterSample(f"{name}.count", "cumulative", "event", interval.total, zone))
+        if sums is not None and zone in sums:
+            total = sums[zone].total
+        else:
+            key = (name, zone)
+            total = self._estimated_sums.get(key, 0.0) + _midpoint_total(hist)
+            self._estimated_sums[key] = total
+        samples.append(MeterSample(f"{name}.sum", "cumulative", unit, total, zone))
+        return samples
+
+    def _forget_estimates(self, name, acc_key):
+        tracked = set(self._accumulators[acc_key].zones())
+        for key in [k for k in self._estimated_sums if k[0] == name and k[1] not in tracked]:
+            del self._estimated_sums[key]
+
+    def _health(self, snapshots, generation):
+        if not snapshots:
+            return []
+        drops = sum(s.health.total_drops for s in snapshots.values())
+        errors = sum(s.health.total_errors for s in snapshots.values())
+        restarts = sum(s.health.restarts for s in snapshots.values())
+        values = {"telemetry.engine.drops": drops, "telemetry.engine.errors": errors,
+                  "telemetry.engine.restarts": restarts}
+        out = []
+        for meter in self.health_meters:
+            iv = self._acc((meter.name, "host")).update({HOST: values[meter.name]}, generation)
+            out.append(MeterSample(meter.name, "cumulative", meter.unit, iv[HOST].total, HOST))
+        return out
