@@ -10,6 +10,8 @@ Open-ended buckets (an int64 limit as a bound) are clamped to their finite
 bound: a percentile in the overflow bucket reads as that bucket's low bound.
 """
 
+import math
+
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
 
@@ -19,30 +21,41 @@ def _finite(bucket):
     return low, high
 
 
-def percentile(histogram, q):
-    """The value below which a fraction ``q`` (0 < q <= 1) of events fell.
+def quantiles(histogram, fractions):
+    """Percentiles for several fractions (ascending or not) in one pass.
 
-    Uses the nearest-rank definition -- the event of rank ceil(q * n) -- and
-    interpolates its position inside the bucket.  Returns None for an empty
-    histogram.
+    Each uses the nearest-rank definition -- the event of rank ceil(q * n) --
+    and interpolates that event's position inside its bucket.  Returns a
+    list of None for an empty histogram.
     """
-    if not 0 < q <= 1:
-        raise ValueError(f"percentile fraction must be in (0, 1], not {q}")
-    total = histogram.count
+    for q in fractions:
+        if not 0 < q <= 1:
+            raise ValueError(f"percentile fraction must be in (0, 1], not {q}")
+    buckets = histogram.buckets
+    total = sum(b.count for b in buckets)
     if total <= 0:
-        return None
-    rank = max(1, -(-q * total // 1))  # ceil without float surprises for small n
-    seen = 0
-    for bucket in histogram.buckets:
-        if seen + bucket.count >= rank:
+        return [None] * len(fractions)
+    wanted = sorted((max(1, math.ceil(q * total)), i) for i, q in enumerate(fractions))
+    out = [None] * len(fractions)
+    seen, k = 0, 0
+    for bucket in buckets:
+        upto = seen + bucket.count
+        while k < len(wanted) and wanted[k][0] <= upto:
+            rank, i = wanted[k]
             low, high = _finite(bucket)
-            # position of the rank-th event among this bucket's events,
-            # spread evenly over [low, high]
-            within = (rank - seen - 0.5) / bucket.count
-            return low + (high - low) * within
-        seen += bucket.count
-    low, high = _finite(histogram.buckets[-1])
-    return high
+            # the rank-th event's place among this bucket's events, spread
+            # evenly over [low, high]
+            out[i] = low + (high - low) * (rank - seen - 0.5) / bucket.count
+            k += 1
+        seen = upto
+    for _, i in wanted[k:]:  # only if counts were inconsistent
+        out[i] = _finite(buckets[-1])[1]
+    return out
+
+
+def percentile(histogram, q):
+    """The value below which a fraction ``q`` (0 < q <= 1) of events fell."""
+    return quantiles(histogram, (q,))[0]
 
 
 def maximum(histogram):
@@ -54,7 +67,8 @@ def maximum(histogram):
 
 def summary(histogram, fractions=(0.5, 0.95, 0.99)):
     """``{"p50": .., "p95": .., "p99": .., "max": .., "count": n}``."""
-    out = {f"p{round(f * 100)}": percentile(histogram, f) for f in fractions}
+    values = quantiles(histogram, fractions)
+    out = {f"p{round(f * 100)}": v for f, v in zip(fractions, values, strict=True)}
     out["max"] = maximum(histogram)
     out["count"] = histogram.count
     return out

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -40,12 +41,13 @@ HISTOGRAM_ACTIONS = frozenset({"quantize", "lquantize", "llquantize"})
 ACTIONS = SCALAR_ACTIONS | HISTOGRAM_ACTIONS | {"avg", "stddev"}
 
 
-@dataclasses.dataclass(frozen=True, order=True)
-class Bucket:
+class Bucket(typing.NamedTuple):
     """Events whose value lay in ``low..high`` (both inclusive).
 
     Open-ended buckets use the int64 limits: an underflow bucket has
-    ``low == INT64_MIN``, an overflow bucket ``high == INT64_MAX``.
+    ``low == INT64_MIN``, an overflow bucket ``high == INT64_MAX``.  A named
+    tuple: immutable, ordered by (low, high), and cheap to make by the
+    hundred thousand on every poll.
     """
 
     low: int
@@ -65,18 +67,45 @@ class Histogram:
     @classmethod
     def from_counts(cls, bounded_counts):
         """Build from ``(low, high, count)`` triples, dropping empty ones."""
-        return cls(tuple(sorted(Bucket(lo, hi, c) for lo, hi, c in bounded_counts if c)))
+        buckets = [Bucket(lo, hi, c) for lo, hi, c in bounded_counts if c]
+        if any(a.low > b.low for a, b in zip(buckets, buckets[1:], strict=False)):
+            buckets.sort()
+        return cls(tuple(buckets))
 
     @property
     def count(self):
         return sum(b.count for b in self.buckets)
 
     def minus(self, earlier):
-        """Events added since ``earlier`` (a snapshot of the same histogram)."""
-        before = {(b.low, b.high): b.count for b in earlier.buckets}
-        return Histogram.from_counts(
-            (b.low, b.high, b.count - before.get((b.low, b.high), 0)) for b in self.buckets
-        )
+        """Events added since ``earlier`` (a snapshot of the same histogram).
+
+        Both bucket lists are sorted, so one merge pass does it.
+        """
+        before, mine = earlier.buckets, self.buckets
+        if not before:
+            return self
+        if before == mine:  # an idle zone: the common case
+            return _NO_EVENTS
+        if len(before) == len(mine) and [b.low for b in before] == [b.low for b in mine]:
+            return Histogram(tuple(Bucket(b.low, b.high, b.count - a.count)
+                                   for a, b in zip(before, mine, strict=True)
+                                   if b.count != a.count))
+        out = []
+        j, n = 0, len(before)
+        for b in mine:
+            while j < n and before[j].low < b.low:
+                # a bucket that vanished: its events count as removed
+                out.append(Bucket(before[j].low, before[j].high, -before[j].count))
+                j += 1
+            if j < n and before[j].low == b.low:
+                diff = b.count - before[j].count
+                j += 1
+                if diff:
+                    out.append(Bucket(b.low, b.high, diff))
+            else:
+                out.append(b)
+        out.extend(Bucket(x.low, x.high, -x.count) for x in before[j:])
+        return Histogram(tuple(out))
 
     def plus(self, other):
         counts = {}
@@ -86,6 +115,9 @@ class Histogram:
 
     def as_list(self):
         return [b.as_dict() for b in self.buckets]
+
+
+_NO_EVENTS = Histogram(())
 
 
 @dataclasses.dataclass(frozen=True)

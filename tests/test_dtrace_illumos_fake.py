@@ -143,3 +143,6 @@ def test_a_dead_consumer_is_detected(fake_binding):
         consumer.stop()  # idempotent
     with pytest.raises(EngineDied):
         consumer.snapshot()
+    # its owner starts a new one (on illumos, in the same process)
+    snap, _ = run(fake_binding)
+    assert snap["keys"].rows

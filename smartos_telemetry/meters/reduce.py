@@ -17,20 +17,23 @@ given, limits the samples to those keys, so a zone that is not a known
 tenant never gets samples.
 """
 
-import dataclasses
+import typing
 
 from smartos_telemetry.accumulator import Accumulator
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.percentiles import maximum, percentile
+from smartos_telemetry.percentiles import maximum, quantiles
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
 HOST = None  # the zone of host-level samples
 
-GAUGES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
+GAUGE_SUFFIXES = ("p50", "p95", "p99")
+GAUGE_FRACTIONS = (0.50, 0.95, 0.99)
 
 
-@dataclasses.dataclass(frozen=True)
-class MeterSample:
+class MeterSample(typing.NamedTuple):
+    """One sample, before it becomes a Ceilometer Sample (a named tuple:
+    tens of thousands are made per poll on a busy host)."""
+
     name: str
     type: str  # gauge | cumulative
     unit: str
@@ -38,7 +41,7 @@ class MeterSample:
     zone: object  # a zone key, or HOST
 
     def as_dict(self):
-        return dataclasses.asdict(self)
+        return self._asdict()
 
 
 def _midpoint_total(histogram):
@@ -111,10 +114,10 @@ class SnapshotReducer:
         name, unit = meter.name, meter.unit
         hist = interval.delta
         samples = []
-        if hist.count > 0:
-            for suffix, q in GAUGES:
-                samples.append(MeterSample(f"{name}.{suffix}", "gauge", unit,
-                                           percentile(hist, q), zone))
+        if hist.buckets:
+            values = quantiles(hist, GAUGE_FRACTIONS)
+            for suffix, value in zip(GAUGE_SUFFIXES, values, strict=True):
+                samples.append(MeterSample(f"{name}.{suffix}", "gauge", unit, value, zone))
             samples.append(MeterSample(f"{name}.max", "gauge", unit, maximum(hist), zone))
         samples.append(MeterSample(f"{name}.count", "cumulative", "event", interval.total, zone))
         if sums is not None and zone in sums:
