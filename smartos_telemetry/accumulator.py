@@ -22,8 +22,8 @@ histograms of at most a few hundred buckets (about 2,000 zones x 100
 non-empty buckets = 200,000 buckets, some 20 MB of Python objects).
 """
 
-import dataclasses
 import time
+import typing
 
 from oslo_log import log as logging
 
@@ -32,8 +32,7 @@ from smartos_telemetry.snapshot import Histogram
 LOG = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Interval:
+class Interval(typing.NamedTuple):
     """One zone's change over one polling interval.
 
     ``delta``: what happened in the interval (int, or Histogram of the
@@ -45,25 +44,23 @@ class Interval:
     total: int
 
 
-def _magnitude(value):
-    return value.count if isinstance(value, Histogram) else value
-
-
-def _went_backwards(delta):
+def _size_and_sign(delta):
+    """``(events or value added, True if anything went backwards)``, one pass."""
     if isinstance(delta, Histogram):
-        return any(b.count < 0 for b in delta.buckets)
-    return delta < 0
+        counts = [b[2] for b in delta.buckets]
+        return sum(counts), bool(counts) and min(counts) < 0
+    return delta, delta < 0
 
 
 def _empty_like(value):
     return Histogram(()) if isinstance(value, Histogram) else 0
 
 
-@dataclasses.dataclass
 class _ZoneState:
-    raw: object
-    total: int
-    seen: float
+    __slots__ = ("raw", "total", "seen")
+
+    def __init__(self, raw, total, seen):
+        self.raw, self.total, self.seen = raw, total, seen
 
 
 class Accumulator:
@@ -110,16 +107,20 @@ class Accumulator:
             if state is None:
                 # a zone first seen now: everything the engine has for it
                 # happened since the engine started, i.e. after our baseline
-                delta = raw
                 state = self._zones[zone] = _ZoneState(_empty_like(raw), 0, now)
-            else:
-                delta = raw - state.raw if isinstance(raw, int) else raw.minus(state.raw)
-                if _went_backwards(delta):
-                    LOG.info("%s: zone %s went backwards; taking it as a fresh start",
-                             self.name, zone)
-                    delta = raw
+            elif raw == state.raw:  # idle: nothing to subtract
+                state.seen = now
+                out[zone] = Interval(_empty_like(raw), state.total)
+                continue
+            delta = raw - state.raw if isinstance(raw, int) else raw.minus(state.raw)
+            added, backwards = _size_and_sign(delta)
+            if backwards:
+                LOG.info("%s: zone %s went backwards; taking it as a fresh start",
+                         self.name, zone)
+                delta = raw
+                added, _ = _size_and_sign(raw)
             state.raw = raw
-            state.total += _magnitude(delta)
+            state.total += added
             state.seen = now
             out[zone] = Interval(delta, state.total)
         self._expire(now)

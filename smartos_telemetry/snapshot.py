@@ -58,6 +58,11 @@ class Bucket(typing.NamedTuple):
         return {"low": self.low, "high": self.high, "count": self.count}
 
 
+#: Bucket((low, high, count)) without the keyword-argument layer: twice as
+#: fast, and histograms are rebuilt by the hundred thousand per poll
+_bucket = tuple.__new__
+
+
 @dataclasses.dataclass(frozen=True)
 class Histogram:
     """A distribution as ascending, non-overlapping, non-empty buckets."""
@@ -67,7 +72,7 @@ class Histogram:
     @classmethod
     def from_counts(cls, bounded_counts):
         """Build from ``(low, high, count)`` triples, dropping empty ones."""
-        buckets = [Bucket(lo, hi, c) for lo, hi, c in bounded_counts if c]
+        buckets = [_bucket(Bucket, (lo, hi, c)) for lo, hi, c in bounded_counts if c]
         if any(a.low > b.low for a, b in zip(buckets, buckets[1:], strict=False)):
             buckets.sort()
         return cls(tuple(buckets))
@@ -86,10 +91,10 @@ class Histogram:
             return self
         if before == mine:  # an idle zone: the common case
             return _NO_EVENTS
-        if len(before) == len(mine) and [b.low for b in before] == [b.low for b in mine]:
-            return Histogram(tuple(Bucket(b.low, b.high, b.count - a.count)
-                                   for a, b in zip(before, mine, strict=True)
-                                   if b.count != a.count))
+        if len(before) == len(mine) and [b[0] for b in before] == [b[0] for b in mine]:
+            return Histogram(tuple([_bucket(Bucket, (b[0], b[1], b[2] - a[2]))
+                                    for a, b in zip(before, mine, strict=True)
+                                    if b[2] != a[2]]))
         out = []
         j, n = 0, len(before)
         for b in mine:

@@ -17,6 +17,7 @@ given, limits the samples to those keys, so a zone that is not a known
 tenant never gets samples.
 """
 
+import gc
 import typing
 
 from smartos_telemetry.accumulator import Accumulator
@@ -88,6 +89,18 @@ class SnapshotReducer:
 
     def reduce(self, snapshots, generation=0, zones=None):
         """``snapshots``: ``{script: Snapshot}``; returns a list of MeterSample."""
+        # a poll makes a few hundred thousand short-lived, acyclic objects;
+        # the cyclic collector would rescan the long-lived snapshots many
+        # times over (it doubled the poll time with 1,000 zones)
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._reduce(snapshots, generation, zones)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _reduce(self, snapshots, generation, zones):
         out = []
         for meter in self.meters:
             src = meter.sources[self.platform_engine]
