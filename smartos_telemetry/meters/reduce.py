@@ -92,12 +92,12 @@ class SnapshotReducer:
         # a poll makes a few hundred thousand short-lived, acyclic objects;
         # the cyclic collector would rescan the long-lived snapshots many
         # times over (it doubled the poll time with 1,000 zones)
-        paused = gc.isenabled()
+        was_enabled = gc.isenabled()
         gc.disable()
         try:
             return self._reduce(snapshots, generation, zones)
         finally:
-            if paused:
+            if was_enabled:
                 gc.enable()
 
     def _reduce(self, snapshots, generation, zones):
