@@ -80,3 +80,16 @@ def test_smartos_scripts_key_by_zone_never_by_an_operator_string():
     for relative in ALL:
         body = open(scripts.script_path(relative)).read().partition("*/")[2]
         assert "$$" not in body and "%s" not in body  # nothing is templated in
+
+
+def test_a_platform_s_d_scripts_combine_into_one_program():
+    for platform in ("linux", "smartos"):
+        rels = [p for p in ALL if p.startswith(platform + "/") and p.endswith(".d")]
+        source, merged = scripts.combine(rels)
+        assert all(f"---- {r} ----" in source for r in rels)
+        assert set(merged) == {n for r in rels
+                               for n in scripts.contract(open(scripts.script_path(r)).read())}
+    with pytest.raises(ConfigError, match="declared by two scripts"):
+        scripts.combine(["linux/tcp.d", "linux/tcp.d"])
+    with pytest.raises(ConfigError, match="only D scripts"):
+        scripts.combine(["linux/tcp.bt"])

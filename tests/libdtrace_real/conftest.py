@@ -5,9 +5,15 @@ this host's kernel).  Anywhere else these tests fail loudly rather than
 skip: a missing libdtrace here is a broken test setup, not a pass.
 """
 
+import os
+import sys
+
 import pytest
 
-from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
+# the host tests' workload helpers (tests/linux_workloads.py and friends)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

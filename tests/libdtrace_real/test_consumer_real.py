@@ -5,7 +5,6 @@ number of getppid()/pread() calls, and the D programs match only this
 process's pid (a number the test owns, never an operator string).
 """
 
-import functools
 import json
 import os
 import subprocess
@@ -13,46 +12,15 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 import pytest
+from own_process import in_own_process
 
 from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
 from smartos_telemetry.errors import EngineError, ProbeNotFound, ScriptCompileError, ScriptError
 from smartos_telemetry.snapshot import Average, Bucket, StdDev
 
 SETTLE = 1.2  # seconds for the kernel's buffers to reach libdtrace
-
-
-def in_own_process(test):
-    """Run the test body in a forked child.
-
-    Oracle DTrace 2.x allows one consumer per process (see consumer.py), so
-    every test that opens one gets a fresh process.  The child's failure,
-    with its traceback, becomes the test's failure.
-    """
-
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        read_end, write_end = os.pipe()
-        child = os.fork()
-        if child == 0:
-            os.close(read_end)
-            status = 0
-            try:
-                test(*args, **kwargs)
-            except BaseException:
-                os.write(write_end, traceback.format_exc().encode())
-                status = 1
-            os._exit(status)
-        os.close(write_end)
-        with os.fdopen(read_end, "rb") as f:
-            report = f.read().decode()
-        _, status = os.waitpid(child, 0)
-        if status != 0:
-            raise AssertionError(f"test failed in its own process (status {status}):\n{report}")
-
-    return wrapper
 
 
 def consumer(source, **options):

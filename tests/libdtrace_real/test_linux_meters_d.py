@@ -1,0 +1,91 @@
+"""Every Linux meter, for real, on Oracle DTrace: the platform's D scripts
+combined into one program (one consumer per process), workloads in a test
+cgroup, the catalogue and the reduction to samples."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+from linux_workloads import cgroup_id, python_in, scratch_cgroups, start_in, stop
+from own_process import in_own_process
+from test_linux_meters import (
+    CONNECTS,
+    REFUSED,
+    TIMED_OUT,
+    WORKLOAD,
+    WRITES,
+    by_name,
+    listener,
+)
+
+from smartos_telemetry import scripts
+from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
+from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+
+
+@in_own_process
+def test_every_linux_meter_from_dtrace(tmp_path):
+    relatives = catalogue.scripts_for("linux", "dtrace")
+    source, merged = scripts.combine(relatives)
+    server, full = listener(512), listener(0)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    fillers = []
+    for _ in range(4):
+        try:
+            fillers.append(socket.create_connection(full.getsockname(), timeout=0.5))
+        except TimeoutError:
+            break
+    procs = []
+    try:
+        with DTraceConsumer(source, "linux meters") as consumer, \
+                scratch_cgroups("a", "b") as cg:
+            a = cgroup_id(cg["a"])
+            reducer = SnapshotReducer("linux", "dtrace")
+            snap = consumer.snapshot()
+            reducer.reduce({rel: snap for rel in relatives}, zones={a})
+            procs += [python_in(cg["a"], "while True: pass") for _ in range(3)]
+            procs.append(python_in(cg["b"], "import time\nwhile True: time.sleep(0.001)"))
+            code = WORKLOAD.format(connects=CONNECTS, refused=REFUSED, timed_out=TIMED_OUT,
+                                   writes=WRITES)
+            work = start_in(cg["a"], [sys.executable, "-c", code,
+                                      str(server.getsockname()[1]),
+                                      str(closed.getsockname()[1]),
+                                      str(full.getsockname()[1]),
+                                      str(tmp_path / "direct-io")],
+                            stdout=subprocess.PIPE, text=True)
+            procs.append(work)
+            out, _ = work.communicate(timeout=120)
+            assert work.returncode == 0
+            durations = sorted(json.loads(out))
+            time.sleep(1.2)
+            snap = consumer.snapshot()
+            stop(*procs)
+            samples = reducer.reduce({rel: snap for rel in relatives}, zones={a})
+    finally:
+        stop(*procs)
+        for s in (server, full, closed, *fillers):
+            s.close()
+
+    # every aggregation keeps the contract its script declares
+    for name, agg in snap.aggregations.items():
+        assert agg.action == merged[name].action, name
+        assert all(len(key) == len(merged[name].keys) for key in agg.rows), name
+    assert {s.zone for s in samples} == {a, HOST}
+    mine = by_name(samples, a)
+    expected = {name for m in catalogue.meters_for("linux", "dtrace")
+                for name, _, _ in m.samples()}
+    assert expected <= set(mine), sorted(expected - set(mine))
+    for meter in ("cpu.runqueue.latency", "disk.io.latency", "network.tcp.connect.latency",
+                  "network.tcp.rtt"):
+        p50, p95, p99, top = (mine[f"{meter}.{s}"] for s in ("p50", "p95", "p99", "max"))
+        assert 0 < p50 <= p95 <= p99 <= top, meter
+    assert abs(mine["network.tcp.connect.latency.count"] - CONNECTS) <= 0.02 * CONNECTS
+    assert mine["network.tcp.connect.failures"] >= REFUSED + TIMED_OUT
+    assert mine["network.tcp.retransmits"] >= TIMED_OUT
+    assert abs(mine["disk.io.latency.count"] - WRITES) <= 0.05 * WRITES
+    assert mine["network.tcp.connect.latency.p50"] <= durations[len(durations) // 2] * 1.1
+    assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
