@@ -72,3 +72,33 @@ def summary(histogram, fractions=(0.5, 0.95, 0.99)):
     out["max"] = maximum(histogram)
     out["count"] = histogram.count
     return out
+
+
+def interval_stats(histogram):
+    """``(p50, p95, p99, max, midpoint_sum)`` of one interval, in one pass.
+
+    The meters read these from every busy zone's interval histogram on every
+    poll; this does what :func:`quantiles`, :func:`maximum` and a sum of
+    bucket midpoints would, without walking the buckets three times.
+    Returns None for an empty histogram.
+    """
+    buckets = histogram.buckets
+    counts = [b[2] for b in buckets]
+    total = sum(counts)
+    if total <= 0:
+        return None
+    ranks = [max(1, math.ceil(q * total)) for q in (0.50, 0.95, 0.99)]
+    values = [None, None, None]
+    k, seen, mid = 0, 0, 0.0
+    for (low, high, count) in buckets:
+        if low == INT64_MIN:
+            low = high
+        if high == INT64_MAX:
+            high = low
+        mid += count * (low + high) / 2
+        upto = seen + count
+        while k < 3 and ranks[k] <= upto:
+            values[k] = low + (high - low) * (ranks[k] - seen - 0.5) / count
+            k += 1
+        seen = upto
+    return values[0], values[1], values[2], high, mid

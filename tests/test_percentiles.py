@@ -8,7 +8,13 @@ import pytest
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.engines.dtrace import buckets
-from smartos_telemetry.percentiles import maximum, percentile, summary
+from smartos_telemetry.percentiles import (
+    interval_stats,
+    maximum,
+    percentile,
+    quantiles,
+    summary,
+)
 from smartos_telemetry.snapshot import INT64_MAX, Bucket, Histogram
 
 
@@ -81,3 +87,14 @@ def test_power_of_two_buckets_would_not_meet_the_bound():
     worst = max(abs(percentile(hist, q) - exact(values, q)) / exact(values, q)
                 for q in (0.5, 0.95, 0.99))
     assert worst > 0.10
+
+
+def test_interval_stats_agree_with_the_separate_functions():
+    rng = random.Random("stats")
+    values = [DISTRIBUTIONS["lognormal-us"](rng) for _ in range(5000)]
+    hist = loglinear_hist([max(1, v) for v in values])
+    p50, p95, p99, top, mid = interval_stats(hist)
+    assert [p50, p95, p99] == quantiles(hist, (0.5, 0.95, 0.99))
+    assert top == maximum(hist)
+    assert mid == sum(b.count * (b.low + b.high) / 2 for b in hist.buckets)
+    assert interval_stats(Histogram(())) is None

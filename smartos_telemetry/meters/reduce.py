@@ -22,13 +22,10 @@ import typing
 
 from smartos_telemetry.accumulator import Accumulator
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.percentiles import maximum, quantiles
-from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
+from smartos_telemetry.percentiles import interval_stats
 
 HOST = None  # the zone of host-level samples
 
-GAUGE_SUFFIXES = ("p50", "p95", "p99")
-GAUGE_FRACTIONS = (0.50, 0.95, 0.99)
 
 
 class MeterSample(typing.NamedTuple):
@@ -43,16 +40,6 @@ class MeterSample(typing.NamedTuple):
 
     def as_dict(self):
         return self._asdict()
-
-
-def _midpoint_total(histogram):
-    """Sum of a histogram's events, each taken at its bucket's midpoint."""
-    total = 0.0
-    for b in histogram.buckets:
-        low = b.high if b.low == INT64_MIN else b.low
-        high = b.low if b.high == INT64_MAX else b.high
-        total += b.count * (low + high) / 2
-    return total
 
 
 class SnapshotReducer:
@@ -125,19 +112,21 @@ class SnapshotReducer:
 
     def _distribution(self, meter, zone, interval, sums):
         name, unit = meter.name, meter.unit
-        hist = interval.delta
+        stats = interval_stats(interval.delta)
         samples = []
-        if hist.buckets:
-            values = quantiles(hist, GAUGE_FRACTIONS)
-            for suffix, value in zip(GAUGE_SUFFIXES, values, strict=True):
-                samples.append(MeterSample(f"{name}.{suffix}", "gauge", unit, value, zone))
-            samples.append(MeterSample(f"{name}.max", "gauge", unit, maximum(hist), zone))
+        midpoints = 0.0
+        if stats is not None:
+            p50, p95, p99, top, midpoints = stats
+            samples += [MeterSample(f"{name}.p50", "gauge", unit, p50, zone),
+                        MeterSample(f"{name}.p95", "gauge", unit, p95, zone),
+                        MeterSample(f"{name}.p99", "gauge", unit, p99, zone),
+                        MeterSample(f"{name}.max", "gauge", unit, top, zone)]
         samples.append(MeterSample(f"{name}.count", "cumulative", "event", interval.total, zone))
         if sums is not None and zone in sums:
             total = sums[zone].total
         else:
             key = (name, zone)
-            total = self._estimated_sums.get(key, 0.0) + _midpoint_total(hist)
+            total = self._estimated_sums.get(key, 0.0) + midpoints
             self._estimated_sums[key] = total
         samples.append(MeterSample(f"{name}.sum", "cumulative", unit, total, zone))
         return samples
