@@ -7,6 +7,7 @@ the process exit status.
 
 import argparse
 import importlib
+import os
 import sys
 
 from oslo_config import cfg
@@ -20,6 +21,7 @@ SUBCOMMANDS = (
     "smartos_telemetry.cli.check",
     "smartos_telemetry.cli.zones",
     "smartos_telemetry.cli.run_script",
+    "smartos_telemetry.cli.poll",
 )
 
 DESCRIPTION = """\
@@ -70,6 +72,9 @@ def main(argv=None):
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. piped into head: not an error
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 -- so the exit flush is quiet
+        return 0
 
 
 if __name__ == "__main__":

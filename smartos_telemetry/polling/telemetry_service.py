@@ -1,0 +1,172 @@
+"""One telemetry service per agent process, shared by every pollster.
+
+It owns the engine (started lazily on the first poll, reused across
+polling cycles -- never a compile per poll -- and stopped at exit), the zone
+layer and the snapshot reducer.  Each polling cycle takes one snapshot of
+every script and reduces it once; the pollsters of that cycle share the
+result through the ``cache`` dict ceilometer hands them.
+
+Engines per platform:
+
+* bpftrace (Linux): one supervised child per shipped ``.bt`` script;
+* libdtrace (SmartOS; Linux with Oracle DTrace): one consumer running the
+  platform's ``.d`` scripts combined into one program (Oracle DTrace allows
+  one consumer per process).
+
+When the engine cannot run (no privileges, nothing installed, a script the
+kernel refuses), the service logs one line naming the cause and the fix
+and raises :class:`EngineUnavailable` / :class:`ScriptError` to the
+pollsters, which turn it into ``PollsterPermanentError`` for their
+resources: the agent and every other pollster keep running.
+"""
+
+import atexit
+import dataclasses
+import os
+import threading
+
+from oslo_log import log as logging
+
+from smartos_telemetry import scripts
+from smartos_telemetry.engines.select import choose_engine, engine_class
+from smartos_telemetry.errors import EngineDied, TelemetryError
+from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.reduce import SnapshotReducer
+from smartos_telemetry.polling import opts
+
+LOG = logging.getLogger(__name__)
+
+CACHE_KEY = "smartos_telemetry.samples"
+
+_SERVICES = {}
+_SERVICES_LOCK = threading.Lock()
+
+
+def detect_platform():
+    return "smartos" if os.uname().sysname == "SunOS" else "linux"
+
+
+def get_service(conf):
+    """The process's service for ``conf`` (made on first use)."""
+    with _SERVICES_LOCK:
+        service = _SERVICES.get(id(conf))
+        if service is None:
+            service = _SERVICES[id(conf)] = TelemetryService(conf)
+        return service
+
+
+class TelemetryService:
+    def __init__(self, conf):
+        self.conf = conf
+        self.opts = opts.register(conf)
+        self.platform = self.opts.platform if self.opts.platform != "auto" \
+            else detect_platform()
+        self.host = getattr(conf, "host", None) or os.uname().nodename
+        self._lock = threading.Lock()
+        self._engines = None
+        self._engine_name = None
+        self._failure = None
+        self._generation = 0
+        self._reducer = None
+        self._zones = None
+        atexit.register(self.stop)
+
+    # -- zones ----------------------------------------------------------------
+    def zone_layer(self):
+        if self._zones is None:
+            if self.platform == "linux":
+                from smartos_telemetry.zones.linux_cgroups import CgroupZones, ZoneConfig
+                config = ZoneConfig(plain_parents=tuple(self.opts.plain_parents))
+                if self.opts.zone_kinds:
+                    config = dataclasses.replace(config, kinds=frozenset(self.opts.zone_kinds))
+                self._zones = CgroupZones(config)
+            else:
+                raise TelemetryError("SmartOS zones come from vmadm: not built into this "
+                                     "release yet (issue 7)")
+        return self._zones
+
+    def zones(self):
+        return self.zone_layer().zones()
+
+    # -- engine -----------------------------------------------------------------
+    def _start(self):
+        name, why = choose_engine(self.opts.engine)
+        LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
+        relatives = catalogue.scripts_for(self.platform, name)
+        cls = engine_class(name)
+        options = dict(self.opts.engine_options)
+        if name == "dtrace":
+            source, _ = scripts.combine(relatives)
+            engine = cls(source, script_name=f"{self.platform} meters", options=options)
+            engines = {rel: engine for rel in relatives}
+        else:
+            engines = {}
+            for rel in relatives:
+                with open(scripts.script_path(rel), encoding="utf-8") as f:
+                    engines[rel] = cls(f.read(), script_name=rel, options=options)
+        started = []
+        try:
+            for engine in {id(e): e for e in engines.values()}.values():
+                engine.start()
+                started.append(engine)
+        except BaseException:
+            for engine in started:
+                engine.stop()
+            raise
+        self._engines, self._engine_name = engines, name
+        self._generation += 1
+        if self._reducer is None or self._reducer.platform_engine != (self.platform, name):
+            self._reducer = SnapshotReducer(self.platform, name, ttl=self.opts.zone_ttl,
+                                            max_zones=self.opts.max_zones)
+
+    def ensure_started(self):
+        """Start the engine if it is not running; raise the cause if it cannot."""
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._engines is None:
+                try:
+                    self._start()
+                except TelemetryError as exc:
+                    self._failure = exc
+                    LOG.error("smartos-telemetry: cannot trace: %s. The zone meters are "
+                              "disabled until the agent restarts; `smartos-telemetry "
+                              "check` says what this host lacks.", exc)
+                    raise
+
+    def ensure_failed(self):
+        """True once the engine could not start: permanent until restart."""
+        return self._failure is not None
+
+    @property
+    def engine_name(self):
+        return self._engine_name
+
+    def samples_for_cycle(self, cache):
+        """This cycle's MeterSamples (computed once, shared through ``cache``)."""
+        if CACHE_KEY in cache:
+            return cache[CACHE_KEY]
+        self.ensure_started()
+        known = {zone.id for zone in self.zones()}
+        with self._lock:
+            try:
+                snapshots = {rel: engine.snapshot() for rel, engine in self._engines.items()}
+            except EngineDied as exc:
+                LOG.error("smartos-telemetry: engine died (%s); restarting it", exc)
+                self._stop_engines()
+                raise
+            samples = self._reducer.reduce(snapshots, self._generation, zones=known)
+        cache[CACHE_KEY] = samples
+        return samples
+
+    def _stop_engines(self):
+        engines, self._engines = self._engines, None
+        for engine in {id(e): e for e in (engines or {}).values()}.values():
+            try:
+                engine.stop()
+            except Exception:  # stopping must not fail the agent
+                LOG.exception("smartos-telemetry: stopping %s failed", engine.script_name)
+
+    def stop(self):
+        with self._lock:
+            self._stop_engines()
