@@ -9,10 +9,15 @@ from oslo_config import cfg
 GROUP = "smartos"
 
 OPTS = [
-    cfg.StrOpt("engine", default="auto", choices=["auto", "dtrace", "bpftrace"],
+    cfg.StrOpt("engine", default="auto",
+               choices=[("auto", "libdtrace if it loads, else bpftrace"),
+                        ("dtrace", "libdtrace only"), ("bpftrace", "bpftrace only")],
                help="Tracing engine. auto: libdtrace where its binding loads "
                     "(SmartOS, illumos, Linux with Oracle DTrace), bpftrace otherwise."),
-    cfg.StrOpt("platform", default="auto", choices=["auto", "linux", "smartos"],
+    cfg.StrOpt("platform", default="auto",
+               choices=[("auto", "from the kernel's name"),
+                        ("linux", "cgroups are zones; Linux scripts"),
+                        ("smartos", "vmadm zones; SmartOS scripts")],
                help="Zone layer and script set. auto: smartos on SunOS, linux elsewhere."),
     cfg.FloatOpt("zone_ttl", default=900.0, min=1.0,
                  help="Seconds after which a zone absent from the engine's data is "
