@@ -12,6 +12,7 @@ from smartos_telemetry.zones.linux_cgroups import (
     CgroupZones,
     ZoneConfig,
     classify,
+    libvirt_domain,
     unescape_systemd,
     unified_root,
 )
@@ -121,3 +122,27 @@ def test_zones_cli_lists_them(capsys):
         assert f'"path": "{top}/acme"' in out and f'"id": {cgroup_id(cg["acme"])}' in out
         assert main(["zones", "--plain-parent", top]) == 0
         assert "acme" in capsys.readouterr().out
+
+
+def test_nova_metadata_in_libvirt_xml_gives_project_user_flavor_and_name(tmp_path):
+    (tmp_path / "instance-0000002b.xml").write_text(f"""<domain type='kvm'>
+  <name>instance-0000002b</name>
+  <uuid>{UUID.upper()}</uuid>
+  <metadata>
+    <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+      <nova:name>web-1</nova:name>
+      <nova:flavor name="m1.small"><nova:memory>2048</nova:memory></nova:flavor>
+      <nova:owner>
+        <nova:user uuid="u-1234">alice</nova:user>
+        <nova:project uuid="p-5678">acme</nova:project>
+      </nova:owner>
+    </nova:instance>
+  </metadata>
+</domain>""")
+    uuid, attrs = libvirt_domain("instance-0000002b", (str(tmp_path),))
+    assert uuid == UUID.lower()
+    assert dict(attrs) == {"display_name": "web-1", "flavor_name": "m1.small",
+                           "project_id": "p-5678", "user_id": "u-1234"}
+    assert libvirt_domain("no-such-domain", (str(tmp_path),)) == (None, ())
+    (tmp_path / "broken.xml").write_text("<domain><uuid>")
+    assert libvirt_domain("broken", (str(tmp_path),)) == (None, ())

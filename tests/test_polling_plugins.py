@@ -49,10 +49,14 @@ def test_options_register_on_the_conf_handed_in_and_generate_a_sample():
 
 
 def test_zone_resources_are_the_instance_where_known():
-    vm = Zone(44, "instance-0000002a", "libvirt", "6b8f0000-0000-4000-8000-000000000001", "/m")
+    vm = Zone(44, "instance-0000002a", "libvirt", "6b8f0000-0000-4000-8000-000000000001", "/m",
+              (("display_name", "web-1"), ("flavor_name", "m1.small"), ("project_id", "p-1")))
     box = Zone(63, "web", "docker", None, "/system.slice/docker-abc.scope")
     assert pollsters.zone_resource_id("cn1", vm) == vm.instance_uuid
     assert pollsters.zone_resource_id("cn1", box) == "cn1:docker:web"
     meta = pollsters.zone_metadata("cn1", vm)
-    assert meta["display_name"] == "instance-0000002a" and meta["host"] == "cn1"
-    assert {"flavor_id", "flavor_name"} <= set(meta)
+    assert meta["display_name"] == "web-1" and meta["name"] == "instance-0000002a"
+    assert meta["host"] == "cn1" and meta["flavor_name"] == "m1.small"
+    assert meta["flavor_id"] == ""  # required by Gnocchi's instance type, unknown here
+    assert pollsters.zone_metadata("cn1", box)["display_name"] == "web"
+    assert vm.attribute("project_id") == "p-1" and box.attribute("project_id") is None

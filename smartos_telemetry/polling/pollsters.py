@@ -7,8 +7,9 @@ its own zone's data.  All pollsters of a cycle share one snapshot and one
 reduction (``telemetry_service``).
 
 Resources: a zone that is a cloud instance (libvirt domain, SmartOS VM) has
-the instance UUID as ``resource_id``; other zones (containers, services,
-plain cgroups) get ``<host>:<kind>:<name>``, stable across agent restarts.
+the instance UUID as ``resource_id`` and, where the platform knows them, the
+tenant's project and user; other zones (containers, services, plain
+cgroups) get ``<host>:<kind>:<name>``, stable across agent restarts.
 """
 
 from ceilometer import sample as ceilometer_sample
@@ -27,16 +28,17 @@ def zone_resource_id(host, zone):
 
 
 def zone_metadata(host, zone):
+    """Resource metadata: what Gnocchi's ``instance`` type needs, and more."""
     return {
-        "display_name": zone.name,
+        "display_name": zone.attribute("display_name", zone.name),
+        "name": zone.name,
         "host": host,
         "zone_kind": zone.kind,
         "zone_id": zone.id,
         "zone_path": zone.path,
         "instance_id": zone.instance_uuid,
-        # Gnocchi's instance type requires these; unknown here
-        "flavor_id": "",
-        "flavor_name": "",
+        "flavor_id": zone.attribute("flavor_id", ""),
+        "flavor_name": zone.attribute("flavor_name", ""),
     }
 
 
@@ -73,7 +75,7 @@ class ZoneMeterPollster(_MeterPollster):
                 continue
             yield ceilometer_sample.Sample(
                 name=s.name, type=s.type, unit=s.unit, volume=s.volume,
-                user_id=None, project_id=None,
+                user_id=zone.attribute("user_id"), project_id=zone.attribute("project_id"),
                 resource_id=zone_resource_id(host, zone),
                 resource_metadata=zone_metadata(host, zone))
 

@@ -11,7 +11,9 @@ class Zone:
     id); ``kind`` says what kind of tenant it is (``libvirt``, ``docker``,
     ``service``, ...); ``instance_uuid`` is the cloud instance's UUID where
     known; ``path`` locates it (on Linux the cgroup path under the unified
-    root, starting with ``/``).
+    root, starting with ``/``); ``attributes`` are what the platform says of
+    the tenant, as sorted (key, value) pairs: ``project_id``, ``user_id``,
+    ``display_name``, ``flavor_name``, ... where known.
     """
 
     id: int
@@ -19,6 +21,10 @@ class Zone:
     kind: str
     instance_uuid: str = None
     path: str = None
+    attributes: tuple = ()
+
+    def attribute(self, key, default=None):
+        return dict(self.attributes).get(key, default)
 
     def as_dict(self):
         return dataclasses.asdict(self)

@@ -40,6 +40,7 @@ import os
 import re
 import threading
 import time
+from xml.etree import ElementTree
 
 from oslo_log import log as logging
 
@@ -65,7 +66,6 @@ _PATTERNS = (  # (kind, regex on the unescaped directory name, group holding the
     ("service", re.compile(r"(.+)\.service\Z")),
     ("scope", re.compile(r"(.+)\.scope\Z")),
 )
-_UUID = re.compile(r"<uuid>\s*([0-9a-fA-F-]{36})\s*</uuid>")
 _SYSTEMD_ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
 
 
@@ -134,17 +134,39 @@ def classify(rel_path, config):
     return None
 
 
-def libvirt_uuid(name, xml_dirs=LIBVIRT_XML_DIRS):
-    """The domain's UUID from libvirt's XML, or None if it cannot be read."""
+def libvirt_domain(name, xml_dirs=LIBVIRT_XML_DIRS):
+    """What libvirt's XML says of domain ``name``: ``(uuid, attributes)``.
+
+    ``uuid`` is the domain's UUID (Nova's instance UUID) or None if no XML
+    is readable.  ``attributes`` are the Nova metadata libvirt keeps in the
+    domain (``<metadata><nova:instance>``), where present: ``project_id``,
+    ``user_id``, ``display_name`` (the server's name) and ``flavor_name``,
+    as a sorted tuple of (key, value) pairs.
+    """
     for d in xml_dirs:
         try:
-            with open(os.path.join(d, name + ".xml"), encoding="utf-8") as f:
-                m = _UUID.search(f.read())
-        except OSError:
+            root = ElementTree.parse(os.path.join(d, name + ".xml")).getroot()
+        except (OSError, ElementTree.ParseError):
             continue
-        if m:
-            return m.group(1).lower()
-    return None
+        uuid = (root.findtext("uuid") or "").strip().lower() or None
+        attrs = {}
+        for el in root.iter():
+            tag = el.tag.rsplit("}", 1)[-1]
+            if tag == "project" and el.get("uuid"):
+                attrs["project_id"] = el.get("uuid")
+            elif tag == "user" and el.get("uuid"):
+                attrs["user_id"] = el.get("uuid")
+            elif tag == "flavor" and el.get("name"):
+                attrs["flavor_name"] = el.get("name")
+            elif tag == "name" and el is not root.find("name") and (el.text or "").strip():
+                attrs["display_name"] = el.text.strip()
+        return uuid, tuple(sorted(attrs.items()))
+    return None, ()
+
+
+def libvirt_uuid(name, xml_dirs=LIBVIRT_XML_DIRS):
+    """The domain's UUID from libvirt's XML, or None if it cannot be read."""
+    return libvirt_domain(name, xml_dirs)[0]
 
 
 def walk(root, config):
@@ -162,8 +184,9 @@ def walk(root, config):
             hit = classify(rel, config)
             if hit:
                 kind, name = hit
-                uuid = libvirt_uuid(name, config.libvirt_xml_dirs) if kind == "libvirt" else None
-                tenant = Zone(st.st_ino, name, kind, uuid, rel)
+                uuid, attrs = libvirt_domain(name, config.libvirt_xml_dirs) \
+                    if kind == "libvirt" else (None, ())
+                tenant = Zone(st.st_ino, name, kind, uuid, rel, attrs)
         found[st.st_ino] = (tenant, rel)
         try:
             with os.scandir(full) as entries:
