@@ -20,7 +20,7 @@ from linux_workloads import cgroup_id, python_in, scratch_cgroups, start_in, sto
 from smartos_telemetry.engines.bpftrace.engine import BpftraceEngine
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
-from smartos_telemetry.scripts import script_path
+from smartos_telemetry.scripts import contract, script_path
 
 pytestmark = pytest.mark.root
 
@@ -111,8 +111,8 @@ def test_every_linux_meter_from_bpftrace(tmp_path):
             assert work.returncode == 0
             durations = sorted(json.loads(out))
             time.sleep(0.5)
-            samples = reducer.reduce({rel: e.snapshot() for rel, e in running.items()},
-                                     zones={a})
+            snapshots = {rel: e.snapshot() for rel, e in running.items()}
+            samples = reducer.reduce(snapshots, zones={a})
             stop(*procs)
     finally:
         stop(*procs)
@@ -121,6 +121,14 @@ def test_every_linux_meter_from_bpftrace(tmp_path):
         for s in (server, full, closed, *fillers):
             s.close()
 
+    # every script's output keeps the contract its header declares
+    for rel, snap in snapshots.items():
+        declared = contract(open(script_path(rel)).read())
+        for name, c in declared.items():
+            agg = snap.get(name)
+            assert agg is not None, (rel, name)
+            assert agg.action == c.action, (rel, name, agg.action)
+            assert all(len(key) == len(c.keys) for key in agg.rows), (rel, name)
     assert {s.zone for s in samples} == {a, HOST}  # nothing of zone B
     mine = by_name(samples, a)
     expected = {name for m in catalogue.meters_for("linux", "bpftrace")

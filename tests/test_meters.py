@@ -104,3 +104,27 @@ def test_sample_names_follow_the_catalogue():
     names = {n for m in catalogue.CATALOGUE for n, _, _ in m.samples()}
     assert "cpu.runqueue.latency.p99" in names and "network.tcp.retransmits" in names
     assert all(re.fullmatch(r"[a-z][a-z0-9_.]+", n) for n in names)
+
+
+def test_smartos_fixture_snapshots_shaped_by_the_contracts_give_every_smartos_meter():
+    # SmartOS cannot run here: build the snapshot each script's contract
+    # promises (zonename or zoneid keys) and reduce it as the agent would
+    uuid = "6b8f0000-0000-4000-8000-000000000001"
+    relatives = catalogue.scripts_for("smartos", "dtrace")
+    snapshots = {}
+    for rel in relatives:
+        aggs = {}
+        for name, c in scripts.contract(open(scripts.script_path(rel)).read()).items():
+            key = (uuid,) if c.keys == ("zonename",) else (7,)
+            value = hist((10_000, 10_999, 4), (2_000_000, 2_099_999, 1)) \
+                if c.action == "llquantize" else 5
+            aggs[name] = Aggregation(name, c.action, {key: value})
+        snapshots[rel] = Snapshot("dtrace", aggs)
+    samples = SnapshotReducer("smartos", "dtrace").reduce(snapshots)
+    names = {s.name for s in samples}
+    for meter in catalogue.meters_for("smartos", "dtrace"):
+        for name, _, _ in meter.samples():
+            assert name in names, name
+    zones = {s.zone for s in samples if s.name == "cpu.runqueue.latency.count"}
+    assert zones == {uuid}  # zonename-keyed
+    assert {s.zone for s in samples if s.name == "disk.throttle.delay"} == {7}  # zoneid-keyed
