@@ -8,7 +8,9 @@ The samples for A must cover every Linux meter with values that match what
 the test did, and asking for A alone must give nothing of B.
 """
 
+import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -30,6 +32,12 @@ WORKLOAD = """
 import json, mmap, os, socket, sys, time
 port, closed_port, full_port = (int(a) for a in sys.argv[1:4])
 scratch = sys.argv[4]
+# the file's blocks are allocated up front, so each direct write is one I/O
+fd = os.open(scratch, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)
+os.posix_fallocate(fd, 0, {writes} * 65536)
+os.fsync(fd)
+print("ready", flush=True)  # started (imports read from disk) -- wait for go
+sys.stdin.readline()
 durations = []
 for _ in range({connects}):
     t0 = time.monotonic_ns()
@@ -47,7 +55,6 @@ for _ in range({timed_out}):  # the listener's queue is full: SYN dropped, resen
         socket.create_connection(("127.0.0.1", full_port), timeout=1.5)
     except (TimeoutError, socket.timeout):
         pass
-fd = os.open(scratch, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)
 buf = mmap.mmap(-1, 65536)
 for i in range({writes}):
     os.pwrite(fd, buf, i * 65536)
@@ -65,51 +72,80 @@ def engines():
     return out
 
 
-def listener(backlog):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(backlog)
-    return s
+@contextlib.contextmanager
+def tcp_endpoints():
+    """Loopback ports: one accepting, one refusing, one whose queue is full.
+
+    Yields the three port numbers; closes everything afterwards.
+    """
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(512)
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
+    fillers = []  # fill the accept queue so that further SYNs are dropped
+    try:
+        for _ in range(4):
+            try:
+                fillers.append(socket.create_connection(full.getsockname(), timeout=0.5))
+            except TimeoutError:
+                break
+        yield tuple(s.getsockname()[1] for s in (server, closed, full))
+    finally:
+        for s in (server, full, closed, *fillers):
+            s.close()
+
+
+def scratch_file():
+    """A path for the direct-I/O file on the root disk (the workload removes it)."""
+    return os.path.join("/var/tmp", f"st-test-direct-io-{os.getpid()}-{time.monotonic_ns()}")
+
+
+def start_zone_workloads(cg, ports, scratch, baseline):
+    """CPU hogs and WORKLOAD in zone "a", a sleeper in "b".
+
+    ``baseline()`` runs once everything has started and before WORKLOAD
+    does its work, so the interval after it holds exactly that work.
+    Returns ``(processes, durations)``: every process started (to stop), and
+    the workload's own timings of its successful connects, sorted.
+    """
+    procs = [python_in(cg["a"], "while True: pass") for _ in range(3)]
+    procs.append(python_in(cg["b"], "import time\nwhile True: time.sleep(0.001)"))
+    code = WORKLOAD.format(connects=CONNECTS, refused=REFUSED, timed_out=TIMED_OUT,
+                           writes=WRITES)
+    work = start_in(cg["a"], [sys.executable, "-c", code, *map(str, ports), str(scratch)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    procs.append(work)
+    assert work.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    baseline()
+    out, _ = work.communicate("go\n", timeout=120)
+    assert work.returncode == 0
+    return procs, sorted(json.loads(out))
 
 
 def by_name(samples, zone):
     return {s.name: s.volume for s in samples if s.zone == zone}
 
 
-def test_every_linux_meter_from_bpftrace(tmp_path):
-    server, full = listener(512), listener(0)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
-    # fill the full listener's accept queue so that further SYNs are dropped
-    fillers = []
-    for _ in range(4):
-        try:
-            fillers.append(socket.create_connection(full.getsockname(), timeout=0.5))
-        except TimeoutError:
-            break
+def test_every_linux_meter_from_bpftrace():
     running = engines()
     procs = []
     try:
         for engine in running.values():
             engine.start()
-        with scratch_cgroups("a", "b") as cg:
+        with tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg:
             a = cgroup_id(cg["a"])
             reducer = SnapshotReducer("linux", "bpftrace")
-            reducer.reduce({rel: e.snapshot() for rel, e in running.items()}, zones={a})
-            procs += [python_in(cg["a"], "while True: pass") for _ in range(3)]
-            procs.append(python_in(cg["b"], "import time\nwhile True: time.sleep(0.001)"))
-            code = WORKLOAD.format(connects=CONNECTS, refused=REFUSED, timed_out=TIMED_OUT,
-                                   writes=WRITES)
-            work = start_in(cg["a"], [sys.executable, "-c", code,
-                                      str(server.getsockname()[1]),
-                                      str(closed.getsockname()[1]),
-                                      str(full.getsockname()[1]),
-                                      str(tmp_path / "direct-io")],
-                            stdout=subprocess.PIPE, text=True)
-            procs.append(work)
-            out, _ = work.communicate(timeout=120)
-            assert work.returncode == 0
-            durations = sorted(json.loads(out))
+
+            def baseline():
+                reducer.reduce({rel: e.snapshot() for rel, e in running.items()}, zones={a})
+
+            procs, durations = start_zone_workloads(cg, ports, scratch_file(),
+                                                    baseline)
             time.sleep(0.5)
             snapshots = {rel: e.snapshot() for rel, e in running.items()}
             samples = reducer.reduce(snapshots, zones={a})
@@ -118,8 +154,6 @@ def test_every_linux_meter_from_bpftrace(tmp_path):
         stop(*procs)
         for engine in running.values():
             engine.stop()
-        for s in (server, full, closed, *fillers):
-            s.close()
 
     # every script's output keeps the contract its header declares
     for rel, snap in snapshots.items():

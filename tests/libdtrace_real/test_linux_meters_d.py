@@ -2,22 +2,19 @@
 combined into one program (one consumer per process), workloads in a test
 cgroup, the catalogue and the reduction to samples."""
 
-import json
-import socket
-import subprocess
-import sys
 import time
 
-from linux_workloads import cgroup_id, python_in, scratch_cgroups, start_in, stop
+from linux_workloads import cgroup_id, scratch_cgroups, stop
 from own_process import in_own_process
 from test_linux_meters import (
     CONNECTS,
     REFUSED,
     TIMED_OUT,
-    WORKLOAD,
     WRITES,
     by_name,
-    listener,
+    scratch_file,
+    start_zone_workloads,
+    tcp_endpoints,
 )
 
 from smartos_telemetry import scripts
@@ -27,48 +24,29 @@ from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 
 
 @in_own_process
-def test_every_linux_meter_from_dtrace(tmp_path):
+def test_every_linux_meter_from_dtrace():
     relatives = catalogue.scripts_for("linux", "dtrace")
     source, merged = scripts.combine(relatives)
-    server, full = listener(512), listener(0)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))
-    fillers = []
-    for _ in range(4):
-        try:
-            fillers.append(socket.create_connection(full.getsockname(), timeout=0.5))
-        except TimeoutError:
-            break
     procs = []
     try:
-        with DTraceConsumer(source, "linux meters") as consumer, \
+        with DTraceConsumer(source, "linux meters") as consumer, tcp_endpoints() as ports, \
                 scratch_cgroups("a", "b") as cg:
             a = cgroup_id(cg["a"])
             reducer = SnapshotReducer("linux", "dtrace")
-            snap = consumer.snapshot()
-            reducer.reduce({rel: snap for rel in relatives}, zones={a})
-            procs += [python_in(cg["a"], "while True: pass") for _ in range(3)]
-            procs.append(python_in(cg["b"], "import time\nwhile True: time.sleep(0.001)"))
-            code = WORKLOAD.format(connects=CONNECTS, refused=REFUSED, timed_out=TIMED_OUT,
-                                   writes=WRITES)
-            work = start_in(cg["a"], [sys.executable, "-c", code,
-                                      str(server.getsockname()[1]),
-                                      str(closed.getsockname()[1]),
-                                      str(full.getsockname()[1]),
-                                      str(tmp_path / "direct-io")],
-                            stdout=subprocess.PIPE, text=True)
-            procs.append(work)
-            out, _ = work.communicate(timeout=120)
-            assert work.returncode == 0
-            durations = sorted(json.loads(out))
+
+            def baseline():
+                time.sleep(0.7)  # what happened so far reaches libdtrace first
+                first = consumer.snapshot()
+                reducer.reduce({rel: first for rel in relatives}, zones={a})
+
+            procs, durations = start_zone_workloads(cg, ports, scratch_file(),
+                                                    baseline)
             time.sleep(1.2)
             snap = consumer.snapshot()
             stop(*procs)
             samples = reducer.reduce({rel: snap for rel in relatives}, zones={a})
     finally:
         stop(*procs)
-        for s in (server, full, closed, *fillers):
-            s.close()
 
     # every aggregation keeps the contract its script declares
     for name, agg in snap.aggregations.items():
