@@ -6,8 +6,10 @@ afterwards; every process is started by the test and stopped by its PID.
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -34,6 +36,32 @@ def scratch_cgroups(*names):
                     break
                 except OSError:
                     time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def loopback_acceptor(backlog=512):
+    """A listener on 127.0.0.1 that accepts and closes every connection; yields its port."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(backlog)
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def accept():
+        while not done.is_set():
+            try:
+                server.accept()[0].close()
+            except OSError:
+                continue
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        done.set()
+        acceptor.join()
+        server.close()
 
 
 def cgroup_id(path):

@@ -6,12 +6,18 @@ that each zone's numbers are its own.
 """
 
 import os
-import socket
-import threading
 import time
 
 import pytest
-from linux_workloads import cgroup_id, percentile, python_in, scratch_cgroups, start_in, stop
+from linux_workloads import (
+    cgroup_id,
+    loopback_acceptor,
+    percentile,
+    python_in,
+    scratch_cgroups,
+    start_in,
+    stop,
+)
 
 from smartos_telemetry.engines.bpftrace.engine import BpftraceEngine
 
@@ -82,43 +88,22 @@ def test_direct_io_writes_are_counted_per_zone(tmp_path):
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():
     m_a, m_b = 600, 300
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(512)
-    port = server.getsockname()[1]
-    done = threading.Event()
-
-    def accept():
-        server.settimeout(0.2)
-        while not done.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            conn.close()
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
     client = ("import socket, sys\n"
               "for _ in range(int(sys.argv[1])):\n"
-              f"    s = socket.create_connection(('127.0.0.1', {int(port)}))\n"
+              "    s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
               "    s.send(b'x'); s.close()\n")
-    try:
-        with scratch_cgroups("a", "b") as cg, engine_for("tcp.bt") as engine:
-            a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-            # both at once, so softirqs often run in the other zone's task
-            clients = [start_in(cg[z], ["python3", "-c", client, str(m)])
-                       for z, m in (("a", m_a), ("b", m_b))]
-            try:
-                assert [c.wait(timeout=120) for c in clients] == [0, 0]
-                time.sleep(0.2)
-                snap = engine.snapshot()
-            finally:
-                stop(*clients)
-    finally:
-        done.set()
-        acceptor.join()
-        server.close()
+    with loopback_acceptor() as port, scratch_cgroups("a", "b") as cg, \
+            engine_for("tcp.bt") as engine:
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        # both at once, so softirqs often run in the other zone's task
+        clients = [start_in(cg[z], ["python3", "-c", client, str(m), str(port)])
+                   for z, m in (("a", m_a), ("b", m_b))]
+        try:
+            assert [c.wait(timeout=120) for c in clients] == [0, 0]
+            time.sleep(0.2)
+            snap = engine.snapshot()
+        finally:
+            stop(*clients)
     connect = snap["connect_ns"]
     assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
     assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))

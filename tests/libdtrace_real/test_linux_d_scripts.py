@@ -13,13 +13,19 @@ The D twins of tests/test_linux_attribution.py (bpftrace).
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 
-from linux_workloads import cgroup_id, percentile, python_in, scratch_cgroups, start_in, stop
+from linux_workloads import (
+    cgroup_id,
+    loopback_acceptor,
+    percentile,
+    python_in,
+    scratch_cgroups,
+    start_in,
+    stop,
+)
 from own_process import in_own_process
 
 from smartos_telemetry import percentiles, scripts
@@ -206,32 +212,6 @@ print(json.dumps(took))
 """
 
 
-def loopback_server():
-    """A listener on 127.0.0.1 that accepts and closes, and its stopper."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(512)
-    server.settimeout(0.2)
-    done = threading.Event()
-
-    def accept():
-        while not done.is_set():
-            try:
-                server.accept()[0].close()
-            except OSError:
-                continue
-
-    acceptor = threading.Thread(target=accept, daemon=True)
-    acceptor.start()
-
-    def close():
-        done.set()
-        acceptor.join()
-        server.close()
-
-    return server.getsockname()[1], close
-
-
 @in_own_process
 def test_tcp_d_connects_are_attributed_by_the_socket_cgroup():
     """Each client makes its sockets in zone A (B), then moves to A-run (B-run)
@@ -239,30 +219,27 @@ def test_tcp_d_connects_are_attributed_by_the_socket_cgroup():
     cgroup of the task that happens to run (the mover's, or whichever task a
     softirq interrupted)."""
     m_a, m_b = 600, 300
-    port, close_server = loopback_server()
     consumer, contract = run("tcp.d")
     clients = []
-    try:
-        with scratch_cgroups("a", "b", "a-run", "b-run") as cg, consumer:
-            zone = {name: cgroup_id(cg[name]) for name in ("a", "b", "a-run", "b-run")}
-            a, b = zone["a"], zone["b"]
-            try:
-                # both at once, so softirqs often run in the other zone's task
-                clients = [start_in(cg[z], [sys.executable, "-c", CLIENT, str(port), str(m),
-                                            cg[f"{z}-run"]],
-                                    stdout=subprocess.PIPE, text=True)
-                           for z, m in (("a", m_a), ("b", m_b))]
-                timed = {}
-                for z, c in zip("ab", clients, strict=True):
-                    out, _ = c.communicate(timeout=120)
-                    assert c.returncode == 0
-                    timed[z] = json.loads(out)
-                time.sleep(SETTLE)
-                snap = consumer.snapshot()
-            finally:
-                stop(*clients)
-    finally:
-        close_server()
+    with loopback_acceptor() as port, \
+            scratch_cgroups("a", "b", "a-run", "b-run") as cg, consumer:
+        zone = {name: cgroup_id(cg[name]) for name in ("a", "b", "a-run", "b-run")}
+        a, b = zone["a"], zone["b"]
+        try:
+            # both at once, so softirqs often run in the other zone's task
+            clients = [start_in(cg[z], [sys.executable, "-c", CLIENT, str(port), str(m),
+                                        cg[f"{z}-run"]],
+                                stdout=subprocess.PIPE, text=True)
+                       for z, m in (("a", m_a), ("b", m_b))]
+            timed = {}
+            for z, c in zip("ab", clients, strict=True):
+                out, _ = c.communicate(timeout=120)
+                assert c.returncode == 0
+                timed[z] = json.loads(out)
+            time.sleep(SETTLE)
+            snap = consumer.snapshot()
+        finally:
+            stop(*clients)
     assert_keeps_contract(snap, contract)
     connect, srtt = snap["connect_ns"], snap["srtt_ns"]
     assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
