@@ -140,13 +140,18 @@ class EmptyRawTracepoint:
         self.prog_fd = self.link_fd = None
 
 
-def per_switch(costs, baselines):
-    """Report lines: all of a run-queue program's cost per context switch, and
-    that over each ``(ns, label)`` baseline (the issue's target: at most 5x)."""
-    if "sched_switch" not in costs:
-        return []
-    switches = costs["sched_switch"][1]
-    total = sum(ns * n for ns, n in costs.values()) / switches
-    ratios = [f"{total / ns:.1f}x {label}" for ns, label in baselines if ns]
-    return [f"  {'all programs per context switch':32s} {total:8.0f} ns"
-            + ("  = " + ", ".join(ratios) if ratios else "")]
+def cost_lines(costs, baselines):
+    """Report lines: each ``(label, (ns, events))`` baseline, each program's
+    ``per_event`` cost, and for a run-queue script (it has sched_switch) all
+    its programs' cost per context switch over each baseline -- the issue's
+    target is at most 5x an empty tracepoint."""
+    lines = [f"  {label:32s} {ns:8.0f} ns/event  ({n} events)"
+             for label, (ns, n) in baselines]
+    lines += [f"  {name:32s} {ns:8.0f} ns/event  ({n} events)"
+              for name, (ns, n) in sorted(costs.items())]
+    if "sched_switch" in costs:
+        total = sum(ns * n for ns, n in costs.values()) / costs["sched_switch"][1]
+        ratios = ", ".join(f"{total / ns:.1f}x the {label}" for label, (ns, _) in baselines)
+        lines.append(f"  {'all programs per context switch':32s} {total:8.0f} ns"
+                     + (f"  = {ratios}" if ratios else ""))
+    return lines

@@ -29,8 +29,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from bpf_stats import (  # noqa: E402
     EmptyRawTracepoint,
+    cost_lines,
     per_event,
-    per_switch,
     prog_stats,
     stats_enabled,
 )
@@ -76,16 +76,10 @@ def main():
             costs, empty, raw, ready = measure(script, args.seconds, args.starts)
             lines.append(f"{script}: start-to-ready median {statistics.median(ready):.2f} s "
                          f"(min {min(ready):.2f}, max {max(ready):.2f}, n={len(ready)})")
-            if empty:
-                lines.append(f"  {'empty sched_switch (baseline)':32s} {empty[0]:8.0f} ns/event"
-                             f"  ({empty[1]} events)")
-            if raw:
-                lines.append(f"  {'empty raw BPF sched_switch':32s} {raw[0]:8.0f} ns/event"
-                             f"  ({raw[1]} events)")
-            for name, (ns, n) in sorted(costs.items()):
-                lines.append(f"  {name:32s} {ns:8.0f} ns/event  ({n} events)")
-            lines += per_switch(costs, [(empty and empty[0], "the empty program"),
-                                        (raw and raw[0], "the empty raw BPF program")])
+            baselines = [(label, cost) for label, cost in
+                         (("empty sched_switch (baseline)", empty),
+                          ("empty raw BPF sched_switch", raw)) if cost]
+            lines += cost_lines(costs, baselines)
             lines.append("")
     text = "\n".join(lines)
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)

@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 from bpf_stats import (  # noqa: E402
     EmptyRawTracepoint,
+    cost_lines,
     per_event,
-    per_switch,
     prog_stats,
     stats_enabled,
 )
@@ -130,16 +130,10 @@ def main():
                 costs, empty, raw, script = measure(path, empty_path, args.seconds)
                 lines.append(f"{os.path.basename(path)}: start {script.start_s:.2f} s; "
                              f"{script.health}")
-                if empty:
-                    lines.append(f"  {'idle D clause sched_switch':32s} {empty[0]:8.0f} "
-                                 f"ns/event  ({empty[1]} events)")
-                if raw:
-                    lines.append(f"  {'empty raw BPF sched_switch':32s} {raw[0]:8.0f} "
-                                 f"ns/event  ({raw[1]} events)")
-                for name, (ns, n) in sorted(costs.items()):
-                    lines.append(f"  {name:32s} {ns:8.0f} ns/event  ({n} events)")
-                lines += per_switch(costs, [(empty and empty[0], "the idle D clause"),
-                                            (raw and raw[0], "the empty raw BPF program")])
+                baselines = [(label, cost) for label, cost in
+                             (("idle D clause sched_switch", empty),
+                              ("empty raw BPF sched_switch", raw)) if cost]
+                lines += cost_lines(costs, baselines)
                 lines.append("")
     finally:
         os.unlink(empty_path)
