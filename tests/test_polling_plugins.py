@@ -59,4 +59,5 @@ def test_zone_resources_are_the_instance_where_known():
     assert meta["host"] == "cn1" and meta["flavor_name"] == "m1.small"
     assert meta["flavor_id"] == ""  # required by Gnocchi's instance type, unknown here
     assert pollsters.zone_metadata("cn1", box)["display_name"] == "web"
+    assert "name" not in pollsters.zone_metadata("cn1", box)
     assert vm.attribute("project_id") == "p-1" and box.attribute("project_id") is None

@@ -29,9 +29,8 @@ def zone_resource_id(host, zone):
 
 def zone_metadata(host, zone):
     """Resource metadata: what Gnocchi's ``instance`` type needs, and more."""
-    return {
+    metadata = {
         "display_name": zone.attribute("display_name", zone.name),
-        "name": zone.name,
         "host": host,
         "zone_kind": zone.kind,
         "zone_id": zone.id,
@@ -40,6 +39,9 @@ def zone_metadata(host, zone):
         "flavor_id": zone.attribute("flavor_id", ""),
         "flavor_name": zone.attribute("flavor_name", ""),
     }
+    if zone.instance_uuid:  # an instance: its hypervisor name, as nova's pollsters give it
+        metadata["name"] = zone.name
+    return metadata
 
 
 class _MeterPollster(plugin_base.PollsterBase):
