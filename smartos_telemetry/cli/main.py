@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "smartos_telemetry.cli.zones",
     "smartos_telemetry.cli.run_script",
     "smartos_telemetry.cli.poll",
+    "smartos_telemetry.cli.upgrade",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,39 @@
+"""``smartos-telemetry upgrade``: archive policies and resource types in Gnocchi."""
+
+import argparse
+
+HELP = "create smartos-telemetry's Gnocchi archive policies and resource types (idempotent)"
+EPILOG = """\
+Uses ceilometer's Gnocchi client and auth: [gnocchi] auth_section (default
+[service_credentials]) of the ceilometer.conf given, as the gnocchi://
+publisher does.  Runs what ceilometer-upgrade does for Gnocchi first (the
+instance and host types our meters use), then creates our archive policies
+and the smartos_zone type.  Safe to run again.
+
+examples:
+  smartos-telemetry upgrade --config-file /etc/ceilometer/ceilometer.conf
+  smartos-telemetry upgrade --config-file ceilometer.conf --retry 30
+"""
+
+
+def register(subparsers):
+    p = subparsers.add_parser("upgrade", help=HELP, description=HELP, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", action="append", default=None, metavar="PATH",
+                   help="ceilometer.conf (repeatable; default: ceilometer's own search)")
+    p.add_argument("--definitions", metavar="PATH",
+                   help="resource definitions (default: the shipped gnocchi_resources.yaml)")
+    p.add_argument("--retry", type=int, default=0, metavar="N",
+                   help="retry N times, 2 s apart, while Gnocchi cannot be reached")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args):
+    from smartos_telemetry import gnocchi_upgrade
+
+    conf = gnocchi_upgrade.load_conf(args.config_file)
+    definitions = gnocchi_upgrade.load_definitions(args.definitions)
+    for line in gnocchi_upgrade.upgrade_with_retry(conf, args.retry, definitions=definitions):
+        print(line)
+    return 0
