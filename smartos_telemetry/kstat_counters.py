@@ -95,6 +95,7 @@ Traps, and what is done about them:
   restart of that counter (the accumulator's rule).
 """
 
+import threading
 import time
 import typing
 
@@ -285,6 +286,7 @@ class KstatCounters:
         self.clock = clock
         self._accumulators = {}
         self._idents = {}  # (module, key) -> (kstat identity, last seen)
+        self._lock = threading.Lock()  # one fold at a time: the totals are shared
 
     def _acc(self, name):
         acc = self._accumulators.get(name)
@@ -315,11 +317,14 @@ class KstatCounters:
         """
         kstats, malformed = parse_kstat_p(text)
         chosen, unattributed, unknown = self._attribute(kstats, zones)
+        with self._lock:
+            return self._fold(chosen, malformed, unattributed, unknown)
+
+    def _fold(self, chosen, malformed, unattributed, unknown):
         restarted = self._restarts(chosen)
         samples, nic_samples, bad = [], [], 0
-        rows_by_meter = {}
         for meter in METERS:
-            rows = rows_by_meter[meter.name] = {}
+            rows, scale = {}, self._scale(meter)
             for (module, key), ks in chosen.items():
                 if module != meter.module:
                     continue
@@ -328,8 +333,6 @@ class KstatCounters:
                     bad += 1
                     continue
                 rows[key] = sum(values)
-        for meter in METERS:
-            rows, scale = rows_by_meter[meter.name], self._scale(meter)
             if meter.type == G:
                 out = {key: raw * scale for key, raw in rows.items()
                        if not (meter.name == "memory" and raw in NO_CAP)}
@@ -348,10 +351,10 @@ class KstatCounters:
                     samples.append(MeterSample(meter.name, meter.type, meter.unit, volume, key))
         if malformed:
             LOG.warning("%s: skipped %d malformed lines", self.argv[0], malformed)
-        gone = sorted({k[0] if isinstance(k, tuple) else k
-                       for keys in restarted.values() for k in keys})
+        rebooted = sorted({k[0] if isinstance(k, tuple) else k
+                           for keys in restarted.values() for k in keys})
         return KstatReading(samples, nic_samples, malformed, unattributed,
-                            tuple(sorted(unknown)), tuple(gone), bad)
+                            tuple(sorted(unknown)), tuple(rebooted), bad)
 
     @staticmethod
     def _attribute(kstats, zones):
