@@ -22,12 +22,21 @@ def entry_points(section):
 
 
 def test_one_pollster_per_meter_and_entry_point_name_is_meter_name():
+    meters = {m.name for m in catalogue.CATALOGUE}
     for namespace in ("ceilometer.poll.smartos", "ceilometer.poll.compute"):
         eps = entry_points(namespace)
-        assert set(eps) == {m.name for m in catalogue.CATALOGUE}
-        for name, target in eps.items():
-            cls = getattr(pollsters, target.split(":")[1])
+        assert meters <= set(eps)
+        for name in meters:
+            cls = getattr(pollsters, eps[name].split(":")[1])
             assert cls.meter == name and pollsters.POLLSTERS[name] is cls
+    # the SmartOS kstat families: only in our namespace (in compute, names such as
+    # "cpu" and "memory" would shadow the libvirt pollsters')
+    smartos = entry_points("ceilometer.poll.smartos")
+    assert set(smartos) - meters == set(pollsters.KSTAT_POLLSTERS)
+    assert not set(pollsters.KSTAT_POLLSTERS) & set(entry_points("ceilometer.poll.compute"))
+    from smartos_telemetry.kstat_counters import METERS
+    assert {cls.module for cls in pollsters.KSTAT_POLLSTERS.values()} == \
+        {m.module for m in METERS}
     for namespace in ("ceilometer.discover.smartos", "ceilometer.discover.compute"):
         assert set(entry_points(namespace)) == {"local_zones", "local_host"}
 

@@ -7,6 +7,7 @@ per cycle, and prints the samples.  Nothing is sent anywhere.
 
 import argparse
 import json
+import logging
 import sys
 import time
 
@@ -90,6 +91,10 @@ def run(args):
     argv = ["smartos-telemetry"] + [a for path in args.config_file
                                    for a in ("--config-file", path)]
     conf = service.prepare_service(argv, [])
+    # ceilometer logs to stdout when it has no log file; stdout is for samples
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "stream", None) is sys.stdout:
+            handler.setStream(sys.stderr)
     pollsters, discoveries = load(conf, set(args.meter))
     if not pollsters:
         print("poll: no pollsters found in ceilometer.poll.smartos; is smartos-telemetry "

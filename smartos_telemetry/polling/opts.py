@@ -37,6 +37,23 @@ OPTS = [
     cfg.ListOpt("plain_parents", default=[],
                 help="Linux: cgroups directly below these unified-hierarchy paths "
                      "(e.g. /tenants) are zones."),
+    cfg.StrOpt("vmadm_path", default="/usr/sbin/vmadm",
+               help="SmartOS: vmadm, for the zone inventory."),
+    cfg.StrOpt("zoneadm_path", default="/usr/sbin/zoneadm",
+               help="SmartOS: zoneadm, for the live zoneids."),
+    cfg.StrOpt("kstat_path", default="/usr/bin/kstat",
+               help="SmartOS: kstat, for the per-zone counters (kstat -p)."),
+    cfg.FloatOpt("vmadm_timeout", default=60.0, min=1.0, help="SmartOS: seconds vmadm may take."),
+    cfg.FloatOpt("zoneadm_timeout", default=10.0, min=1.0,
+                 help="SmartOS: seconds zoneadm may take."),
+    cfg.FloatOpt("kstat_timeout", default=30.0, min=1.0, help="SmartOS: seconds kstat may take."),
+    cfg.FloatOpt("vmadm_refresh_interval", default=300.0, min=1.0,
+                 help="SmartOS: seconds the vmadm inventory is reused before it is asked "
+                      "again (sooner when an unknown zone boots)."),
+    cfg.FloatOpt("vmadm_max_stale", default=1800.0, min=0.0,
+                 help="SmartOS: seconds the last good inventory serves while vmadm fails."),
+    cfg.IntOpt("page_size", default=4096, min=512,
+               help="SmartOS: bytes per page, for the page counts of the memory_cap kstats."),
 ]
 
 

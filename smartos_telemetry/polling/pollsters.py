@@ -12,6 +12,8 @@ tenant's project and user; other zones (containers, services, plain
 cgroups) get ``<host>:<kind>:<name>``, stable across agent restarts.
 """
 
+import dataclasses
+
 from ceilometer import sample as ceilometer_sample
 from ceilometer.polling import plugin_base
 from oslo_log import log as logging
@@ -44,6 +46,17 @@ def zone_metadata(host, zone):
     return metadata
 
 
+def zones_by_key(zones):
+    """Zones by every key a script may record them under: the id (cgroup id,
+    SmartOS zoneid) and, on SmartOS, the zonename."""
+    out = {}
+    for zone in zones:
+        out[zone.id] = zone
+        if zone.attribute("zonename"):
+            out[zone.attribute("zonename")] = zone
+    return out
+
+
 class _MeterPollster(plugin_base.PollsterBase):
     meter = None
 
@@ -69,7 +82,7 @@ class ZoneMeterPollster(_MeterPollster):
 
     def get_samples(self, manager, cache, resources):
         service, samples = self._samples(cache, resources)
-        zones = {zone.id: zone for zone in resources}
+        zones = zones_by_key(resources)
         host = service.host
         for s in samples:
             zone = zones.get(s.zone)
@@ -141,6 +154,94 @@ class EngineErrors(HostHealthPollster):
 
 class EngineRestarts(HostHealthPollster):
     meter = "telemetry.engine.restarts"
+
+
+class KstatFamilyPollster(plugin_base.PollsterBase):
+    """SmartOS: the counters one kstat module keeps per zone (``cpu``,
+    ``cpu.cap``, ``memory``, ``disk.vfs``, ``disk.zfs``, ``network``), with
+    Ceilometer's names where one exists (kstat_counters.py lists them).
+
+    One ``kstat -p`` per cycle serves every family.  Zone samples have the
+    VM UUID as resource; per-vnic ones ``<uuid>-<interface>``, as
+    ceilometer's per-interface network meters do.
+    """
+
+    module = None
+
+    @property
+    def default_discovery(self):
+        return "local_zones"
+
+    def get_samples(self, manager, cache, resources):
+        from smartos_telemetry.kstat_counters import BY_NAME
+
+        service = telemetry_service.get_service(self.conf)
+        if service.platform != "smartos":
+            LOG.info("smartos-telemetry: %s: kstat counters exist on SmartOS only; "
+                     "disabled here", self.module)
+            raise plugin_base.PollsterPermanentError(resources)
+        try:
+            reading = service.kstat_reading_for_cycle(cache)
+        except TelemetryError as exc:
+            LOG.error("smartos-telemetry: kstat counters unavailable: %s", exc)
+            raise
+        zones = {zone.instance_uuid: zone for zone in resources if zone.instance_uuid}
+        host = service.host
+        for s in reading.samples:
+            zone = zones.get(s.zone)
+            if zone is not None and BY_NAME[s.name].module == self.module:
+                yield self._sample(s, zone, zone.instance_uuid, host, {})
+        for nic in reading.nic_samples:
+            s = nic.sample
+            zone = zones.get(s.zone)
+            if zone is not None and BY_NAME[s.name].module == self.module:
+                extra = {"interface": nic.interface, "instance_id": zone.instance_uuid}
+                vnic = service.zone_layer().nic(s.zone, nic.interface)
+                if vnic is not None:
+                    extra.update(dataclasses.asdict(vnic))
+                yield self._sample(s, zone, f"{zone.instance_uuid}-{nic.interface}", host,
+                                   extra)
+
+    @staticmethod
+    def _sample(s, zone, resource_id, host, extra):
+        metadata = zone_metadata(host, zone)
+        metadata.update(extra)
+        return ceilometer_sample.Sample(
+            name=s.name, type=s.type, unit=s.unit, volume=s.volume,
+            user_id=None, project_id=zone.attribute("project_id"),
+            resource_id=resource_id, resource_metadata=metadata)
+
+
+class ZoneCPUCounters(KstatFamilyPollster):
+    module = "zones"
+
+
+class ZoneCPUCapCounters(KstatFamilyPollster):
+    module = "caps"
+
+
+class ZoneMemoryCounters(KstatFamilyPollster):
+    module = "memory_cap"
+
+
+class ZoneVFSCounters(KstatFamilyPollster):
+    module = "zone_vfs"
+
+
+class ZoneZFSCounters(KstatFamilyPollster):
+    module = "zone_zfs"
+
+
+class ZoneNetworkCounters(KstatFamilyPollster):
+    module = "link"
+
+
+#: SmartOS kstat families: entry-point name -> class (ceilometer.poll.smartos only:
+#: in the compute namespace the names would shadow the libvirt pollsters')
+KSTAT_POLLSTERS = {
+    "cpu": ZoneCPUCounters, "cpu.cap": ZoneCPUCapCounters, "memory": ZoneMemoryCounters,
+    "disk.vfs": ZoneVFSCounters, "disk.zfs": ZoneZFSCounters, "network": ZoneNetworkCounters,
+}
 
 
 #: entry-point name -> class, as setup.cfg registers them (a test checks both)

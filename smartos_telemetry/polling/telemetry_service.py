@@ -69,6 +69,7 @@ class TelemetryService:
         self._generation = 0
         self._reducer = None
         self._zones = None
+        self._kstats = None
         atexit.register(self.stop)
 
     # -- zones ----------------------------------------------------------------
@@ -81,8 +82,12 @@ class TelemetryService:
                     config = dataclasses.replace(config, kinds=frozenset(self.opts.zone_kinds))
                 self._zones = CgroupZones(config)
             else:
-                raise TelemetryError("SmartOS zones come from vmadm: not built into this "
-                                     "release yet (issue 7)")
+                from smartos_telemetry.zones.smartos_vmadm import SmartOSZones, VmadmInventory
+                o = self.opts
+                self._zones = SmartOSZones(VmadmInventory(
+                    vmadm=o.vmadm_path, zoneadm=o.zoneadm_path, vmadm_timeout=o.vmadm_timeout,
+                    zoneadm_timeout=o.zoneadm_timeout,
+                    refresh_interval=o.vmadm_refresh_interval, max_stale=o.vmadm_max_stale))
         return self._zones
 
     def zones(self):
@@ -90,7 +95,10 @@ class TelemetryService:
 
     # -- engine -----------------------------------------------------------------
     def _start(self):
-        name, why = choose_engine(self.opts.engine)
+        requested = self.opts.engine
+        if self.platform == "smartos" and requested == "auto":
+            requested = "dtrace"  # the SmartOS scripts are D; bpftrace has no illumos port
+        name, why = choose_engine(requested)
         LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
         relatives = catalogue.scripts_for(self.platform, name)
         cls = engine_class(name)
@@ -147,7 +155,11 @@ class TelemetryService:
         if CACHE_KEY in cache:
             return cache[CACHE_KEY]
         self.ensure_started()
-        known = {zone.id for zone in self.zones()}
+        known = set()
+        for zone in self.zones():  # the keys scripts use: cgroup id, zoneid, zonename
+            known.add(zone.id)
+            if zone.attribute("zonename"):
+                known.add(zone.attribute("zonename"))
         with self._lock:
             try:
                 snapshots = {rel: engine.snapshot() for rel, engine in self._engines.items()}
@@ -158,6 +170,23 @@ class TelemetryService:
             samples = self._reducer.reduce(snapshots, self._generation, zones=known)
         cache[CACHE_KEY] = samples
         return samples
+
+    def kstat_reading_for_cycle(self, cache):
+        """SmartOS: this cycle's kstat counters (one ``kstat -p`` per cycle)."""
+        key = CACHE_KEY + ".kstat"
+        if key not in cache:
+            if self._kstats is None:
+                from smartos_telemetry.kstat_counters import KstatCounters
+                o = self.opts
+                self._kstats = KstatCounters(kstat=o.kstat_path, timeout=o.kstat_timeout,
+                                             page_size=o.page_size, ttl=o.zone_ttl,
+                                             max_zones=o.max_zones)
+            reading = self._kstats.poll(self.zone_layer().uuids_by_zonename())
+            if reading.malformed or reading.unattributed:
+                LOG.warning("smartos-telemetry: kstat: %d malformed lines, %d kstats of no "
+                            "zone", reading.malformed, reading.unattributed)
+            cache[key] = reading
+        return cache[key]
 
     def _stop_engines(self):
         engines, self._engines = self._engines, None
