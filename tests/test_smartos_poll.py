@@ -66,3 +66,10 @@ def test_poll_prints_the_kstat_samples_of_every_fixture_zone(tmp_path):
                        for s in nic)
     # no libdtrace on this host: the D meters are disabled, the counters are not
     assert "cpu.runqueue.latency: disabled" in stderr
+
+
+def test_the_readme_documents_every_kstat_counter_and_its_source():
+    from smartos_telemetry.kstat_counters import METERS
+    readme = open(os.path.join(os.path.dirname(FIXTURES), "..", "..", "README.rst")).read()
+    for meter in METERS:
+        assert f"\n{meter.name} " in readme, meter.name
