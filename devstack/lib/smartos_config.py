@@ -2,7 +2,7 @@
 """Config writers for the devstack plugin, runnable outside devstack.
 
     smartos_config.py ini FILE SECTION KEY VALUE
-    smartos_config.py polling FILE SHIPPED_POLLING_YAML INTERVAL
+    smartos_config.py polling FILE SHIPPED_POLLING_YAML INTERVAL [SKIP_SOURCES]
     smartos_config.py pipeline FILE SHIPPED_PIPELINE_YAML FILTER_PROJECT(true|false)
 
 Each is idempotent: running it again gives the same file.
@@ -16,6 +16,10 @@ names), ceilometer's own entries are kept, and every source of theirs that
 takes all meters ("*") gets our meters as exclusions ("!cpu.runqueue.latency.*"),
 so our meters are polled at our interval only and published through our
 sink only (ceilometer's gnocchi:// would drop them as "not handled").
+SKIP_SOURCES (comma-separated) names shipped polling sources left out: the
+SmartOS-only kstat source uses ceilometer's own pollster names (cpu, memory,
+network), which on a Linux compute agent would run ceilometer's pollsters a
+second time.
 """
 
 import re
@@ -77,10 +81,12 @@ def _write(path, data, what):
         yaml.safe_dump(data, f, default_flow_style=False, sort_keys=False)
 
 
-def merge_polling(path, shipped, interval):
+def merge_polling(path, shipped, interval, skip=""):
     data, mine = _load(path), _load(shipped)
-    ours = [dict(s, interval=int(interval)) for s in mine["sources"]]
-    names = {s["name"] for s in ours}
+    skipped = {name for name in skip.split(",") if name}
+    ours = [dict(s, interval=int(interval)) for s in mine["sources"]
+            if s["name"] not in skipped]
+    names = {s["name"] for s in mine["sources"]}
     patterns = [m for s in ours for m in s["meters"]]
     sources = [s for s in data.get("sources", []) if s.get("name") not in names]
     _exclude_ours(sources, names, patterns)
