@@ -6,7 +6,7 @@ layer and the snapshot reducer.  Each polling cycle takes one snapshot of
 every script and reduces it once; the pollsters of that cycle share the
 result through the ``cache`` dict ceilometer hands them.
 
-Engines per platform:
+Engines per platform (:class:`~smartos_telemetry.engines.engine_set.EngineSet`):
 
 * bpftrace (Linux): one supervised child per shipped ``.bt`` script;
 * libdtrace (SmartOS; Linux with Oracle DTrace): one consumer running the
@@ -27,10 +27,9 @@ import threading
 
 from oslo_log import log as logging
 
-from smartos_telemetry import scripts
-from smartos_telemetry.engines.select import choose_engine, engine_class
+from smartos_telemetry.engines.engine_set import EngineSet
+from smartos_telemetry.engines.select import choose_engine
 from smartos_telemetry.errors import EngineDied, TelemetryError
-from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.reduce import SnapshotReducer
 from smartos_telemetry.polling import opts
 
@@ -100,27 +99,8 @@ class TelemetryService:
             requested = "dtrace"  # the SmartOS scripts are D; bpftrace has no illumos port
         name, why = choose_engine(requested)
         LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
-        relatives = catalogue.scripts_for(self.platform, name)
-        cls = engine_class(name)
-        options = dict(self.opts.engine_options)
-        if name == "dtrace":
-            source, _ = scripts.combine(relatives)
-            engine = cls(source, script_name=f"{self.platform} meters", options=options)
-            engines = {rel: engine for rel in relatives}
-        else:
-            engines = {}
-            for rel in relatives:
-                with open(scripts.script_path(rel), encoding="utf-8") as f:
-                    engines[rel] = cls(f.read(), script_name=rel, options=options)
-        started = []
-        try:
-            for engine in {id(e): e for e in engines.values()}.values():
-                engine.start()
-                started.append(engine)
-        except BaseException:
-            for engine in started:
-                engine.stop()
-            raise
+        engines = EngineSet(self.platform, name, options=self.opts.engine_options)
+        engines.start()
         self._engines, self._engine_name = engines, name
         self._generation += 1
         if self._reducer is None or self._reducer.platform_engine != (self.platform, name):
@@ -162,7 +142,7 @@ class TelemetryService:
                 known.add(zone.attribute("zonename"))
         with self._lock:
             try:
-                snapshots = {rel: engine.snapshot() for rel, engine in self._engines.items()}
+                snapshots = self._engines.snapshot()
             except EngineDied as exc:
                 LOG.error("smartos-telemetry: engine died (%s); restarting it", exc)
                 self._stop_engines()
@@ -190,11 +170,8 @@ class TelemetryService:
 
     def _stop_engines(self):
         engines, self._engines = self._engines, None
-        for engine in {id(e): e for e in (engines or {}).values()}.values():
-            try:
-                engine.stop()
-            except Exception:  # stopping must not fail the agent
-                LOG.exception("smartos-telemetry: stopping %s failed", engine.script_name)
+        if engines is not None:
+            engines.stop()  # logs, never raises, a failure to stop one
 
     def stop(self):
         with self._lock:
