@@ -27,7 +27,8 @@ LOG = logging.getLogger(__name__)
 def choose(platform, requested="auto"):
     """``(engine name, reason)`` for ``platform``; raises EngineUnavailable.
 
-    The SmartOS scripts are D only, so ``auto`` means dtrace there.
+    The SmartOS scripts are D only (bpftrace has no illumos port), so
+    ``auto`` means dtrace there.
     """
     if platform == "smartos" and requested == "auto":
         return choose_engine("dtrace")
@@ -62,8 +63,8 @@ class EngineSet:
     def start(self, progress=None):
         """Compile and attach every engine; stop them all if one fails.
 
-        ``progress(script_name, seconds)`` is called before each engine
-        starts (``seconds`` None) and once it is attached.
+        ``progress(engine, seconds)`` is called before each engine starts
+        (``seconds`` None) and once it is compiled and attached.
         """
         t0 = time.monotonic()
         begun = []
@@ -71,11 +72,11 @@ class EngineSet:
             for engine in self.engines:
                 begun.append(engine)  # stopped on failure too: it may be half-started
                 if progress:
-                    progress(engine.script_name, None)
+                    progress(engine, None)
                 t1 = time.monotonic()
                 engine.start()
                 if progress:
-                    progress(engine.script_name, time.monotonic() - t1)
+                    progress(engine, time.monotonic() - t1)
         except BaseException:
             for engine in begun:
                 try:

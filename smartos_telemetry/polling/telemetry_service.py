@@ -27,8 +27,7 @@ import threading
 
 from oslo_log import log as logging
 
-from smartos_telemetry.engines.engine_set import EngineSet
-from smartos_telemetry.engines.select import choose_engine
+from smartos_telemetry.engines.engine_set import EngineSet, choose
 from smartos_telemetry.errors import EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import SnapshotReducer
 from smartos_telemetry.polling import opts
@@ -94,10 +93,7 @@ class TelemetryService:
 
     # -- engine -----------------------------------------------------------------
     def _start(self):
-        requested = self.opts.engine
-        if self.platform == "smartos" and requested == "auto":
-            requested = "dtrace"  # the SmartOS scripts are D; bpftrace has no illumos port
-        name, why = choose_engine(requested)
+        name, why = choose(self.platform, self.opts.engine)  # SmartOS: auto is dtrace
         LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
         engines = EngineSet(self.platform, name, options=self.opts.engine_options)
         engines.start()
