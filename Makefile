@@ -7,7 +7,7 @@ CACHE ?= /var/cache/smartos-telemetry
 export SMARTOS_TELEMETRY_CACHE := $(CACHE)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup sandbox lint bench
+.PHONY: run test setup sandbox lint bench stack-setup stack-up stack-down
 
 setup:
 	@tools/bootstrap >/dev/null
@@ -19,13 +19,23 @@ run: setup
 	@tools/run-main-job
 
 lint: setup
-	@"$$(tools/bootstrap --venv)/bin/ruff" check smartos_telemetry tests bench
+	@"$$(tools/bootstrap --venv)/bin/ruff" check smartos_telemetry tests bench devstack
 
-test: setup sandbox lint
+test: setup sandbox lint stack-setup
 	@echo "== libdtrace tests, inside the Debian sid root with Oracle DTrace 2.0.7"
 	tools/dtrace-sandbox run -- python3 -m pytest -p no:cacheprovider tests/libdtrace_real $(PYTEST_ARGS)
 	@echo "== host tests (bpftrace, cgroups, fake illumos libdtrace, everything else)"
 	"$$(tools/bootstrap --venv)/bin/python" -m pytest -p no:cacheprovider tests --ignore=tests/libdtrace_real $(PYTEST_ARGS)
+
+# the local full stack (PostgreSQL, RabbitMQ, Gnocchi, both ceilometer agents)
+stack-setup:
+	@tools/fullstack setup >/dev/null
+
+stack-up: setup
+	@tools/fullstack up
+
+stack-down:
+	@tools/fullstack down
 
 bench: setup sandbox
 	tools/run-benchmarks
