@@ -23,6 +23,7 @@ SUBCOMMANDS = (
     "smartos_telemetry.cli.run_script",
     "smartos_telemetry.cli.poll",
     "smartos_telemetry.cli.upgrade",
+    "smartos_telemetry.cli.top",
 )
 
 DESCRIPTION = """\

@@ -1,0 +1,439 @@
+"""Interval rows per zone: what ``smartos-dtrace-top`` shows and prints.
+
+Nothing here traces, names zones or does the arithmetic on its own: the
+engines are an :class:`~smartos_telemetry.engines.engine_set.EngineSet`,
+the zones come from the platform's zone layer, and the values are the
+:class:`~smartos_telemetry.meters.reduce.SnapshotReducer`'s samples (the
+accumulator's interval histograms, the meters' percentiles).  Per interval
+and zone (a :class:`Frame` of :class:`ZoneRow`):
+
+* distribution meters: ``{"count", "p50", "p95", "p99", "max"}`` of the
+  interval's events (ns; percentiles None when there were none), and the
+  interval's histogram for the drill-down view;
+* counter meters: what the interval added (events, segments or ns);
+* ``cpu.util`` (Linux): CPU time the zone's cgroup used over the interval,
+  in percent of one CPU (``cpu.stat`` ``usage_usec``), like top's %CPU.
+
+Percentiles are the meters' own (:func:`~smartos_telemetry.percentiles.interval_stats`
+of the interval histogram), over every cgroup of the zone.
+
+Zones are filtered in Python (``-z``, the screen's filter); no name ever
+reaches a script.
+"""
+
+import dataclasses
+import datetime
+import time
+
+from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+from smartos_telemetry.percentiles import interval_stats
+from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
+from smartos_telemetry.zones import Zone
+
+CPU_UTIL = "cpu.util"
+STATS = ("count", "p50", "p95", "p99", "max")
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One column of the table: where its value comes from and how it looks.
+
+    ``key`` sorts by it on screen; ``stat`` picks a distribution's
+    statistic; ``kind``: text, ns (a latency), pct, count (in the interval),
+    rate (per second: a distribution's events or a counter's ns).  Narrow
+    terminals show the columns of lowest ``priority`` first.
+    """
+
+    id: str
+    title: str
+    key: str
+    width: int
+    meter: str = None
+    stat: str = None
+    kind: str = "ns"
+    priority: int = 50
+    help: str = ""
+
+
+COLUMNS = (
+    Column("name", "ZONE", "n", 12, kind="text", priority=0,
+           help="zone name (the instance's name or the cgroup's)"),
+    Column("instance", "INSTANCE", "i", 8, kind="text", priority=9,
+           help="instance UUID (its first 8 characters when narrow)"),
+    Column("cpu", "CPU%", "c", 6, CPU_UTIL, kind="pct", priority=1,
+           help="CPU used in the interval, percent of one CPU"),
+    Column("runq_p50", "RUNQ50", "R", 6, "cpu.runqueue.latency", "p50", priority=7,
+           help="run-queue latency p50: waiting runnable for a CPU"),
+    Column("runq_p99", "RUNQ99", "r", 6, "cpu.runqueue.latency", "p99", priority=2,
+           help="run-queue latency p99"),
+    Column("runq_max", "RUNQMX", "m", 6, "cpu.runqueue.latency", "max", priority=13,
+           help="run-queue latency max"),
+    Column("disk_p50", "DISK50", "D", 6, "disk.io.latency", "p50", priority=14,
+           help="disk I/O latency p50"),
+    Column("disk_p99", "DISK99", "d", 6, "disk.io.latency", "p99", priority=3,
+           help="disk I/O latency p99"),
+    Column("iops", "IO/s", "o", 6, "disk.io.latency", "count", kind="rate", priority=11,
+           help="disk I/Os per second"),
+    Column("throttle", "THROT/s", "t", 7, "disk.throttle.delay", kind="rate", priority=8,
+           help="I/O throttle delay injected per second (SmartOS)"),
+    Column("conn_p99", "CONN99", "k", 6, "network.tcp.connect.latency", "p99", priority=4,
+           help="TCP connect latency p99"),
+    Column("rtt_p99", "RTT99", "w", 6, "network.tcp.rtt", "p99", priority=5,
+           help="TCP smoothed round-trip time p99"),
+    Column("retx", "RETX", "x", 5, "network.tcp.retransmits", kind="count", priority=6,
+           help="TCP segments retransmitted in the interval"),
+    Column("cfail", "CFAIL", "f", 5, "network.tcp.connect.failures", kind="count",
+           priority=12, help="TCP connects that failed in the interval"),
+)
+BY_ID = {c.id: c for c in COLUMNS}
+BY_KEY = {c.key: c for c in COLUMNS}
+
+
+@dataclasses.dataclass
+class ZoneRow:
+    """One zone in one interval."""
+
+    zone: object  # a smartos_telemetry.zones.Zone
+    meters: dict  # meter -> number, or {"count", "p50", "p95", "p99", "max"}
+    histograms: dict = dataclasses.field(default_factory=dict)  # meter -> Histogram
+
+    def as_json(self):
+        return {"zone": self.zone.id, "name": self.zone.name,
+                "instance_id": self.zone.instance_uuid, "meters": self.meters}
+
+
+@dataclasses.dataclass
+class Frame:
+    """Every zone over one interval."""
+
+    timestamp: float  # wall clock at the end of the interval
+    engine: str
+    platform: str
+    interval: float   # seconds
+    rows: list
+    health: object    # EngineHealth, cumulative
+    meters: tuple     # meter names available here
+
+    def value(self, row, column):
+        """The number (or text) ``column`` shows for ``row``; None: nothing to show."""
+        if column.id == "name":
+            return row.zone.name
+        if column.id == "instance":
+            return row.zone.instance_uuid
+        value = row.meters.get(column.meter)
+        if isinstance(value, dict):
+            value = value.get(column.stat)
+        if value is not None and column.kind == "rate":
+            value = value / self.interval if self.interval else None
+        return value
+
+    def as_json(self):
+        when = datetime.datetime.fromtimestamp(self.timestamp, datetime.timezone.utc)
+        return {"timestamp": when.isoformat(timespec="milliseconds"),
+                "engine": self.engine, "interval": round(self.interval, 3),
+                "zones": [r.as_json() for r in self.rows],
+                "health": {"drops": self.health.total_drops,
+                           "errors": self.health.total_errors,
+                           "restarts": self.health.restarts}}
+
+
+class _IntervalReducer(SnapshotReducer):
+    """The meters' reducer, keeping each zone's interval histogram for drill-down."""
+
+    histograms = {}
+
+    def reduce(self, snapshots, generation=0, zones=None):
+        self.histograms = {}
+        return super().reduce(snapshots, generation, zones)
+
+    def _distribution(self, meter, zone, interval, sums):
+        self.histograms[(meter.name, zone)] = interval.delta
+        return super()._distribution(meter, zone, interval, sums)
+
+
+class CgroupCpu:
+    """CPU use of Linux zones from their cgroup's ``cpu.stat`` (``usage_usec``)."""
+
+    def __init__(self, root, clock=time.monotonic):
+        self.root = root.rstrip("/")
+        self.clock = clock
+        self._last = {}  # row id -> (usage_usec, when)
+
+    def _usage(self, path):
+        try:
+            with open(f"{self.root}{path}/cpu.stat", encoding="ascii") as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "usage_usec":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def read(self, paths):
+        """``{row id: percent of one CPU since the last read}`` for ``{row id: cgroup
+        path}`` (``""``: the root, i.e. the whole host); none for a new row."""
+        now, out, seen = self.clock(), {}, {}
+        for row_id, path in paths.items():
+            usage = self._usage(path)
+            if usage is None:
+                continue
+            seen[row_id] = (usage, now)
+            prev = self._last.get(row_id)
+            if prev and now > prev[1] and usage >= prev[0]:
+                out[row_id] = 100.0 * (usage - prev[0]) / 1e6 / (now - prev[1])
+        self._last = seen
+        return out
+
+
+def matches(zone, wanted):
+    """True when ``zone`` is one of ``wanted`` (name, instance UUID, id or zonename)."""
+    if not wanted:
+        return True
+    names = {zone.name, zone.instance_uuid, str(zone.id), zone.attribute("zonename"),
+             zone.attribute("display_name")}
+    return any(w in names for w in wanted)
+
+
+def contains(zone, text):
+    """The screen's filter: ``text`` in the zone's name, UUID or id (any case)."""
+    text = text.lower()
+    return any(text in str(v).lower() for v in (zone.name, zone.instance_uuid, zone.id,
+                                                  zone.attribute("display_name"))
+               if v is not None)
+
+
+class TopModel:
+    """Frames from a started EngineSet and a zone layer, interval after interval.
+
+    Every key the scripts recorded is counted: a zone's own, its child
+    cgroups' (Linux: rolled up to the zone, as the zone layer resolves
+    them), and the rest -- the host and cgroups that are no zone -- in one
+    host row (``global`` on SmartOS, as prstat -Z; ``(host)`` on Linux),
+    shown unless zones were asked for by name.
+    """
+
+    def __init__(self, engines, zone_layer, zone_filter=(), cpu=None, clock=time.monotonic,
+                 wallclock=time.time):
+        self.engines = engines
+        self.zone_layer = zone_layer
+        self.zone_filter = tuple(zone_filter or ())
+        self.cpu = cpu
+        self.clock = clock
+        self.wallclock = wallclock
+        self.reducer = _IntervalReducer(engines.platform, engines.name)
+        self.kinds = {m.name: m.kind for m in self.reducer.meters}
+        if cpu is not None:
+            self.kinds[CPU_UTIL] = "util"
+        self.meters = tuple(self.kinds)
+        self.host = Zone(None, "global" if engines.platform == "smartos" else "(host)", "host")
+        self._totals = {}
+        self._last = None
+
+    def columns(self):
+        """The columns this platform and engine have a source for."""
+        return [c for c in COLUMNS if c.meter is None or c.meter in self.kinds]
+
+    def _owners(self, zones):
+        """A function: script key -> the row it counts in (a Zone), or None (ignored)."""
+        by_key = {}  # the keys scripts record: cgroup id, zoneid, zonename
+        for zone in zones:
+            by_key[zone.id] = zone
+            if zone.attribute("zonename"):
+                by_key[zone.attribute("zonename")] = zone
+        resolve = getattr(self.zone_layer, "resolve", None) \
+            if self.engines.platform == "linux" else None
+        cache = {}
+
+        def owner(key):
+            if key in by_key:
+                return by_key[key]
+            if key not in cache:
+                zone = resolve(key) if resolve is not None and isinstance(key, int) else None
+                if zone is not None:
+                    cache[key] = zone if zone.id in by_key else None  # filtered out
+                else:
+                    cache[key] = None if self.zone_filter else self.host
+            return cache[key]
+        return owner
+
+    def sample(self):
+        """Snapshot, reduce and return the Frame since the last call (None the first time)."""
+        every = self.zone_layer.zones()
+        zones = [z for z in every if matches(z, self.zone_filter)]
+        owner = self._owners(zones)
+        now = self.clock()
+        snapshots = self.engines.snapshot()
+        samples = self.reducer.reduce(snapshots)
+        rows = {z.id: ZoneRow(z, self._empty_meters()) for z in zones}
+        if not self.zone_filter:
+            rows[None] = ZoneRow(self.host, self._empty_meters())
+        totals = {}
+        for s in samples:
+            if s.zone is HOST or self.kinds.get(s.name) != "counter":
+                continue
+            totals[(s.zone, s.name)] = s.volume
+            added = int(s.volume - self._totals.get((s.zone, s.name), 0))
+            zone = owner(s.zone)
+            if added and zone is not None:
+                rows[zone.id].meters[s.name] += added
+        merged = {}
+        for (meter, key), hist in self.reducer.histograms.items():
+            zone = owner(key)
+            if zone is not None and hist.buckets:
+                k = (zone.id, meter)
+                merged[k] = merged[k].plus(hist) if k in merged else hist
+        for (zone_id, meter), hist in merged.items():
+            row = rows[zone_id]
+            row.histograms[meter] = hist
+            stats = interval_stats(hist)
+            row.meters[meter]["count"] = hist.count
+            if stats is not None:
+                for stat, value in zip(("p50", "p95", "p99", "max"), stats, strict=False):
+                    row.meters[meter][stat] = round(value)
+        if self.cpu is not None:
+            self._cpu(rows, every)
+        self._totals = totals
+        last, self._last = self._last, now
+        if last is None:
+            return None
+        return Frame(self.wallclock(), self.engines.name, self.engines.platform, now - last,
+                     sorted(rows.values(), key=lambda r: (r.zone.name, str(r.zone.id))),
+                     self.engines.health(), self.meters)
+
+    def _cpu(self, rows, every):
+        paths = {z.id: z.path for z in every if z.path}
+        paths[None] = ""
+        percent = self.cpu.read(paths)
+        for zone_id, row in rows.items():
+            if zone_id is None:
+                if None in percent:  # the host: all less the zones
+                    rest = percent[None] - sum(v for k, v in percent.items() if k is not None)
+                    row.meters[CPU_UTIL] = round(max(0.0, rest), 1)
+            elif zone_id in percent:
+                row.meters[CPU_UTIL] = round(percent[zone_id], 1)
+
+    def _empty_meters(self):
+        out = {}
+        for meter, kind in self.kinds.items():
+            if kind == "distribution":
+                out[meter] = dict.fromkeys(STATS)
+                out[meter]["count"] = 0
+            elif kind == "counter":
+                out[meter] = 0
+            else:
+                out[meter] = None
+        return out
+
+
+# -- presentation ---------------------------------------------------------------------
+
+def fmt_ns(ns):
+    """A latency in at most 6 characters: 850ns, 1.23us, 12.3ms, 1.23s."""
+    if ns is None:
+        return "-"
+    unit, value = "s", ns / 1e9
+    for name, scale in (("ns", 1), ("us", 1e3), ("ms", 1e6)):
+        if ns < 999.5 * scale:
+            unit, value = name, ns / scale
+            break
+    if unit == "ns" or value >= 99.95:
+        return f"{value:.0f}{unit}"
+    return f"{value:.1f}{unit}" if value >= 9.995 else f"{value:.2f}{unit}"
+
+
+def fmt_count(n):
+    if n is None:
+        return "-"
+    if n < 9999.5:
+        return f"{n:.0f}" if n >= 10 or n == int(n) else f"{n:.1f}"
+    for unit, scale in (("k", 1e3), ("M", 1e6)):
+        if n < 999.5 * scale:
+            return f"{n / scale:.1f}{unit}" if n < 99.95 * scale else f"{n / scale:.0f}{unit}"
+    return f"{n / 1e9:.0f}G"
+
+
+def cell(column, value, width):
+    """``value`` formatted for ``column``, padded or cut to ``width``."""
+    if column.kind == "text":
+        text = "-" if value is None else str(value)
+        return text[:width].ljust(width)
+    if column.kind == "pct":
+        text = "-" if value is None else f"{value:.1f}"
+    elif column.kind == "count" or (column.kind == "rate" and column.stat == "count"):
+        text = fmt_count(value)
+    else:  # ns, or ns per second
+        text = fmt_ns(value)
+    return text.rjust(width)
+
+
+def fit(columns, width, rows=()):
+    """``[(column, width)]`` that fit ``width`` characters, in table order.
+
+    Columns are taken by priority; the zone name grows to its longest value
+    and the instance UUID is shown whole when there is room for it.
+    ``width`` None fits everything.
+    """
+    picked, used = set(), 0
+    for column in sorted(columns, key=lambda c: c.priority):
+        need = column.width + (1 if picked else 0)
+        if width is None or used + need <= width:
+            picked.add(column.id)
+            used += need
+    widths = {c.id: c.width for c in columns if c.id in picked}
+    spare = None if width is None else width - used
+    if "instance" in widths and (spare is None or spare >= 28) and \
+            any(r.zone.instance_uuid for r in rows):
+        widths["instance"] = 36
+        spare = None if spare is None else spare - 28
+    longest = max((len(r.zone.name) for r in rows), default=0)
+    grow = max(0, longest - widths["name"])
+    widths["name"] += grow if spare is None else min(grow, spare)
+    return [(c, widths[c.id]) for c in columns if c.id in widths]
+
+
+def header_line(layout):
+    return " ".join(c.title.ljust(w) if c.kind == "text" else c.title.rjust(w)
+                    for c, w in layout)
+
+
+def row_line(frame, row, layout):
+    return " ".join(cell(c, frame.value(row, c) if frame else None, w) for c, w in layout)
+
+
+def sorted_rows(frame, rows, column, reverse=False):
+    """Text ascending, numbers descending (``reverse`` flips); no value goes last."""
+    present, absent = [], []
+    for row in rows:
+        value = frame.value(row, column) if frame else None
+        (absent if value is None else present).append((value, row))
+    if column.kind == "text":
+        present.sort(key=lambda vr: str(vr[0]).lower(), reverse=reverse)
+    else:
+        present.sort(key=lambda vr: vr[0], reverse=not reverse)
+    return [r for _, r in present] + [r for _, r in absent]
+
+
+def power_of_two(hist):
+    """``hist`` re-binned to quantize()'s power-of-two buckets, the empty ones
+    between the lowest and the highest included (as dtrace prints them)."""
+    counts = {}
+    for low, high, count in hist.buckets:
+        if low == INT64_MIN or high == INT64_MAX:
+            counts[(low, high)] = counts.get((low, high), 0) + count
+            continue
+        mid = (low + high) // 2
+        if mid <= 0:
+            bounds = (mid, mid)
+        else:
+            bottom = 1 << (mid.bit_length() - 1)
+            bounds = (bottom, 2 * bottom - 1)
+        counts[bounds] = counts.get(bounds, 0) + count
+    finite = sorted(b for b in counts if b[0] > 0 and b[1] != INT64_MAX)
+    if finite:
+        bottom = finite[0][0]
+        while bottom < finite[-1][0]:
+            counts.setdefault((bottom, 2 * bottom - 1), 0)
+            bottom *= 2
+    return Histogram(tuple(Bucket(lo, hi, n) for (lo, hi), n in sorted(counts.items())))
+

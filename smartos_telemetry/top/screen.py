@@ -1,0 +1,295 @@
+"""The live view: a curses table of zones -- sorted, filtered -- and a zone's histograms.
+
+Screen (any size from 80x24 up; wider terminals get more columns, the whole
+instance UUID and longer names; taller ones more rows)::
+
+    title      engine, interval, time, zones, engine drops and errors
+    status     sort column and order, filter, the last engine warning
+    header     column titles
+    rows       one per zone (the selected one highlighted)
+    footer     keys (or the filter being typed)
+
+Keys: a column's letter sorts by it (again: reverse); Up/Down/PgUp/PgDn/
+Home/End select; Enter shows the selected zone's distributions as
+dtrace-style histograms (power-of-two buckets, as quantize() prints them);
+``/`` filters (any part of a name, UUID or id), Esc clears it; ``?`` help;
+``q`` quits.  Ctrl-C quits too; curses restores the terminal either way.
+"""
+
+import curses
+import os
+import time
+
+from smartos_telemetry.text_format import histogram_lines
+from smartos_telemetry.top import model as m
+
+ESC = 27
+ENTER = (10, 13, curses.KEY_ENTER)
+BACK = (ESC, curses.KEY_BACKSPACE, 127, 8, curses.KEY_LEFT, ord("b"))
+ERASE = (curses.KEY_BACKSPACE, 127, 8)
+NOTHING = object()  # no zone selected (the host row's id is None)
+BLOCK_WIDTH = 76    # a histogram block; two side by side from 2 x this wide
+
+
+class View:
+    def __init__(self, scr, top, interval, sort, reverse=False, log=None, count=0,
+                 clock=time.monotonic):
+        self.scr = scr
+        self.top = top
+        self.columns = top.columns()
+        self.keys = {c.key: c for c in self.columns}
+        self.interval = interval
+        self.sort, self.reverse = sort, reverse
+        self.log = log
+        self.count = count
+        self.clock = clock
+        self.frame = None
+        self.frames = 0
+        self.mode = "table"  # table | zone | help
+        self.filter = ""
+        self.prompt = None   # the filter being typed, or None
+        self.before_prompt = ""
+        self.selected = 0    # index into the shown rows
+        self.selected_id = NOTHING
+        self.first = 0       # first row on screen
+        self.line = 0        # first line of the zone view
+
+    # -- data ----------------------------------------------------------------------
+    def rows(self):
+        if self.frame is None:
+            return []
+        text = self.prompt if self.prompt is not None else self.filter
+        rows = [r for r in self.frame.rows if not text or m.contains(r.zone, text)]
+        return m.sorted_rows(self.frame, rows, self.sort, self.reverse)
+
+    def _follow_selection(self, rows):
+        """Keep the selection on the same zone across refreshes and re-sorts."""
+        ids = [r.zone.id for r in rows]
+        if self.selected_id in ids:
+            self.selected = ids.index(self.selected_id)
+        self.selected = max(0, min(self.selected, len(rows) - 1))
+        self.selected_id = ids[self.selected] if rows else NOTHING
+
+    # -- drawing -------------------------------------------------------------------
+    def put(self, y, x, text, attr=0):
+        h, w = self.scr.getmaxyx()
+        if y >= h or x >= w:
+            return
+        try:  # the bottom-right cell cannot be written without scrolling
+            self.scr.addstr(y, x, text[:w - x - (1 if y == h - 1 else 0)], attr)
+        except curses.error:
+            pass
+
+    def draw(self):
+        self.scr.erase()
+        h, w = self.scr.getmaxyx()
+        if h < 6 or w < 40:
+            self.put(0, 0, "smartos-dtrace-top: terminal too small (40x6 at least)")
+            self.scr.refresh()
+            return
+        self.put(0, 0, self.title().ljust(w), curses.A_REVERSE)
+        if self.mode == "help":
+            self.draw_help(h, w)
+        elif self.mode == "zone":
+            self.draw_zone(h, w)
+        else:
+            self.draw_table(h, w)
+        self.scr.refresh()
+
+    def title(self):
+        top = self.top
+        text = f"smartos-dtrace-top {top.engines.platform}/{top.engines.name} " \
+               f"every {self.interval:g}s {time.strftime('%H:%M:%S')}"
+        if self.frame is not None:
+            h = self.frame.health
+            text += f" zones {len(self.frame.rows)} drops {h.total_drops}" \
+                    f" errors {h.total_errors}"
+            if h.restarts:
+                text += f" restarts {h.restarts}"
+        return text
+
+    def draw_table(self, h, w):
+        rows = self.rows()
+        self._follow_selection(rows)
+        order = "ascending" if (self.sort.kind == "text") != self.reverse else "descending"
+        status = f"sort: {self.sort.title} [{self.sort.key}] {order}"
+        text = self.prompt if self.prompt is not None else self.filter
+        if text:
+            status += f"   filter: {text} ({len(rows)} of {len(self.frame.rows)})"
+        if self.log is not None and self.log.last:
+            status += f"   ! {self.log.last}"
+        self.put(1, 0, status)
+        layout = m.fit(self.columns, w, self.frame.rows if self.frame else ())
+        self.put(2, 0, m.header_line(layout).ljust(w), curses.A_BOLD | curses.A_UNDERLINE)
+        space = h - 4
+        if self.frame is None:
+            self.put(3, 0, f"collecting the first interval ({self.interval:g} s) ...")
+        elif not rows:
+            self.put(3, 0, "no zone matches the filter (Esc clears it)" if text else
+                     "no zones")
+        if self.selected < self.first:
+            self.first = self.selected
+        elif self.selected >= self.first + space:
+            self.first = self.selected - space + 1
+        self.first = max(0, min(self.first, max(0, len(rows) - space)))
+        for i, row in enumerate(rows[self.first:self.first + space]):
+            attr = curses.A_REVERSE if self.first + i == self.selected else 0
+            self.put(3 + i, 0, m.row_line(self.frame, row, layout).ljust(w), attr)
+        if self.prompt is not None:
+            footer = f"filter: {self.prompt}_   (Enter: keep, Esc: cancel)"
+        else:
+            shown = {c.id for c, _ in layout}
+            keys = " ".join(c.key for c in self.columns if c.id in shown)
+            footer = f"q:quit ?:help Enter:zone /:filter sort:{keys}"
+        self.put(h - 1, 0, footer)
+
+    def zone_lines(self, row, width):
+        """The zone view's body: every value, then each distribution as a histogram
+        (two side by side in a terminal wide enough)."""
+        frame = self.frame
+        values = [f"{c.title} {m.cell(c, frame.value(row, c), 0).strip()}"
+                  for c in self.columns
+                  if c.kind != "text" and (c.stat is None or c.kind == "rate")]
+        blocks = []
+        for meter, kind in self.top.kinds.items():
+            if kind != "distribution":
+                continue
+            stats = row.meters[meter]
+            block = [f"{meter} (ns): {stats['count']} events in {frame.interval:.1f} s",
+                     "  " + "  ".join(f"{s} {m.fmt_ns(stats[s])}"
+                                      for s in ("p50", "p95", "p99", "max"))]
+            hist = row.histograms.get(meter)
+            if hist is not None and hist.buckets:
+                block.extend(histogram_lines(m.power_of_two(hist)))
+            else:
+                block.append("  no events in this interval")
+            blocks.append(block + [""])
+        lines = ["  ".join(values), ""]
+        per_line = 2 if width >= 2 * BLOCK_WIDTH else 1
+        for i in range(0, len(blocks), per_line):
+            group = blocks[i:i + per_line]
+            depth = max(len(b) for b in group)
+            for j in range(depth):
+                lines.append("".join((b[j] if j < len(b) else "").ljust(BLOCK_WIDTH)
+                                     for b in group).rstrip())
+        return lines
+
+    def draw_zone(self, h, w):
+        row = next((r for r in (self.frame.rows if self.frame else ())
+                    if r.zone.id == self.selected_id), None)
+        if row is None:
+            self.put(1, 0, "the zone is gone (Esc: back)")
+            return
+        z = row.zone
+        self.put(1, 0, f"zone {z.name}  id {z.id if z.id is not None else '-'}  kind {z.kind}"
+                       f"  instance {z.instance_uuid or '-'}  path {z.path or '-'}",
+                 curses.A_BOLD)
+        lines = self.zone_lines(row, w)
+        space = h - 3
+        self.line = max(0, min(self.line, len(lines) - space))
+        for i, text in enumerate(lines[self.line:self.line + space]):
+            self.put(2 + i, 0, text)
+        more = f"  lines {self.line + 1}-{min(len(lines), self.line + space)} of {len(lines)}"
+        self.put(h - 1, 0, "Esc/b:back Up/Down/PgUp/PgDn:scroll q:quit" + more)
+
+    def draw_help(self, h, w):
+        lines = ["sort keys (again: reverse order):"]
+        lines += [f"  {c.key}  {c.title:8} {c.help}" for c in self.columns]
+        lines += ["", "  Up/Down/PgUp/PgDn/Home/End  select a zone",
+                  "  Enter  the zone's distributions (histograms, this interval)",
+                  "  /      filter zones (part of a name, UUID or id); Esc clears",
+                  "  q      quit (Ctrl-C too)", "", "any key: back"]
+        for i, text in enumerate(lines[:h - 2]):
+            self.put(1 + i, 0, text)
+
+    # -- keys --------------------------------------------------------------------------
+    def on_key(self, ch):
+        """Handle one key; False to quit."""
+        if ch == -1 or ch == curses.KEY_RESIZE:
+            return True
+        if self.prompt is not None:
+            self.on_prompt_key(ch)
+            return True
+        if ch in (ord("q"), ord("Q")):
+            return False
+        if self.mode == "help":
+            self.mode = "table"
+        elif self.mode == "zone":
+            self.on_zone_key(ch)
+        else:
+            self.on_table_key(ch)
+        return True
+
+    def on_prompt_key(self, ch):
+        if ch in ENTER:
+            self.filter, self.prompt = self.prompt.strip(), None
+        elif ch == ESC:
+            self.filter, self.prompt = self.before_prompt, None
+        elif ch in ERASE:
+            self.prompt = self.prompt[:-1]
+        elif 32 <= ch < 127:
+            self.prompt += chr(ch)
+        self.selected, self.first = 0, 0
+
+    def on_zone_key(self, ch):
+        h, _ = self.scr.getmaxyx()
+        moves = {curses.KEY_UP: -1, curses.KEY_DOWN: 1, curses.KEY_PPAGE: -(h - 4),
+                 curses.KEY_NPAGE: h - 4, curses.KEY_HOME: -10**9, curses.KEY_END: 10**9}
+        if ch in BACK:
+            self.mode = "table"
+        elif ch in moves:
+            self.line = max(0, self.line + moves[ch])
+
+    def on_table_key(self, ch):
+        h, _ = self.scr.getmaxyx()
+        moves = {curses.KEY_UP: -1, curses.KEY_DOWN: 1, curses.KEY_PPAGE: -(h - 4),
+                 curses.KEY_NPAGE: h - 4, curses.KEY_HOME: -10**9, curses.KEY_END: 10**9}
+        if ch in moves:
+            self.selected = max(0, self.selected + moves[ch])
+            self.selected_id = NOTHING
+            rows = self.rows()
+            self._follow_selection(rows)
+        elif ch in ENTER:
+            if self.rows():
+                self.mode, self.line = "zone", 0
+        elif ch == ord("/"):
+            self.before_prompt, self.prompt = self.filter, self.filter
+        elif ch == ESC:
+            self.filter = ""
+        elif ch in (ord("?"), ord("h")):
+            self.mode = "help"
+        elif 0 <= ch < 256 and chr(ch) in self.keys:
+            column = self.keys[chr(ch)]
+            self.reverse = not self.reverse if column is self.sort else False
+            self.sort = column
+
+    # -- the loop --------------------------------------------------------------------
+    def loop(self):
+        try:
+            curses.curs_set(0)
+        except curses.error:
+            pass
+        due = self.clock() + self.interval
+        while True:
+            if self.clock() >= due:
+                self.frame = self.top.sample()
+                self.frames += 1
+                due += self.interval
+                if due < self.clock():  # fell behind: start afresh
+                    due = self.clock() + self.interval
+            self.draw()
+            if self.count and self.frames >= self.count:
+                return 0
+            self.scr.timeout(max(10, min(1000, int((due - self.clock()) * 1000))))
+            if not self.on_key(self.scr.getch()):
+                return 0
+
+
+def run(top, interval, sort, reverse=False, log=None, count=0):
+    """Show the live view until ``q`` or Ctrl-C (or ``count`` intervals); 0."""
+    os.environ.setdefault("ESCDELAY", "25")  # Esc answers at once
+    try:
+        return curses.wrapper(lambda scr: View(scr, top, interval, sort, reverse, log,
+                                               count).loop())
+    except KeyboardInterrupt:
+        return 0
