@@ -277,9 +277,9 @@ def check_zone(zone, t_start, t_end):
         assert last[f"{meter}.count"] >= 1 and last[f"{meter}.sum"] > 0, meter
     # 3 hogs on 2 CPUs (or fewer, shared): milliseconds in the tail
     assert last["cpu.runqueue.latency.p99"] >= 1_000_000
-    # the workload connects 20 times a loop; many loops ran
-    assert last["network.tcp.connect.latency.count"] >= 40
-    assert last["disk.io.latency.count"] >= 40
+    # the read-back starts as soon as every meter has a measure, which may be
+    # the first poll that saw the workload: one loop (20 connects) at least,
+    # except when that poll came mid-loop -- so only "some", checked above
     assert last["network.tcp.connect.failures"] >= 2  # refused and timed out
     assert last["network.tcp.retransmits"] >= 1  # the dropped SYNs were resent
     # cumulative: never backwards
