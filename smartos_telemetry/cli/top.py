@@ -128,6 +128,15 @@ def zone_layer(platform, plain_parents):
     return SmartOSZones()
 
 
+#: the fix for an engine that cannot run here, where the engine names none
+FIXES = {
+    "dtrace": "use -e bpftrace, or install libdtrace with its <dtrace.h> (SmartOS, illumos, "
+              "Oracle DTrace 2.x on Linux) and reinstall smartos-telemetry",
+    "bpftrace": "apt-get install bpftrace",
+    "auto": "apt-get install bpftrace",
+}
+
+
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -173,13 +182,13 @@ def run(args):
             raise ConfigError(f"no {sort} column here: its meter has no source on "
                               f"{platform}/{name}; choose one of {', '.join(columns)}")
         zones = len(layer.zones())
-        say(f"tracing: {len(engines.engines)} program(s) attached in {engines.started_in:.2f} s; "
-            f"{zones} zone(s); first interval in {args.interval:g} s")
         if zones == 0 and not args.zone:
             say("no zones on this host yet (libvirt, docker, containerd, podman, crio "
                 "cgroups, systemd services and scopes); shown: the host. --plain-parent "
                 "PATH makes every cgroup below PATH a zone")
         top.sample()  # the baseline: the first interval starts now
+        say(f"tracing: {len(engines.engines)} program(s) attached in {engines.started_in:.2f} s; "
+            f"{zones} zone(s); first interval in {args.interval:g} s")
         if args.batch:
             from smartos_telemetry.top import batch
             return batch.run(top, args.interval, args.count, args.output, sys.stdout,
@@ -192,9 +201,12 @@ def run(args):
         finally:
             log.release()
     except TelemetryError as exc:
-        say(f"error: {' '.join(str(exc).split())}")
+        message = " ".join(str(exc).split())
         if isinstance(exc, EngineUnavailable):
-            say("`smartos-telemetry check` says what this host has and lacks")
+            if not exc.fix and exc.engine in FIXES:
+                message += f" (fix: {FIXES[exc.engine]})"
+            message += "; `smartos-telemetry check` says what this host lacks"
+        say(f"error: {message}")
         return 1
     except KeyboardInterrupt:
         say("interrupted")
