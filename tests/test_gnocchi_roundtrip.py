@@ -280,7 +280,9 @@ def check_zone(zone, t_start, t_end):
     # the read-back starts as soon as every meter has a measure, which may be
     # the first poll that saw the workload: one loop (20 connects) at least,
     # except when that poll came mid-loop -- so only "some", checked above
-    assert last["network.tcp.connect.failures"] >= 2  # refused and timed out
+    # refused at once; the timed-out connect fails half a second after its
+    # SYN was resent, so a poll in between has seen the retransmit only
+    assert last["network.tcp.connect.failures"] >= 1
     assert last["network.tcp.retransmits"] >= 1  # the dropped SYNs were resent
     # cumulative: never backwards
     for name, kind in linux_samples().items():
