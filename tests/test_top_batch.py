@@ -53,9 +53,20 @@ def plain_parent(cg):
 
 
 def children(pid, name):
-    out = subprocess.run(["pgrep", "-P", str(pid), "-x", name], capture_output=True,
-                         text=True).stdout
-    return {int(p) for p in out.split()}
+    """PIDs of ``pid``'s children called ``name`` (from /proc: no pgrep in the sandbox)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+        except OSError:
+            continue  # gone meanwhile
+        comm = head.partition("(")[2]
+        if comm == name and int(rest.split()[1]) == pid:
+            found.add(int(entry))
+    return found
 
 
 # -- the model, on canned snapshots ---------------------------------------------------
@@ -241,6 +252,7 @@ def json_against_workloads(engine):
             seen = len(records)
             assert wait_for(lambda: len(records) >= seen + 2, 20)  # two whole intervals after
             engine_pids = children(top.pid, "bpftrace")
+            assert len(engine_pids) == (3 if engine == "bpftrace" else 0)
             top.send_signal(signal.SIGINT)  # as Ctrl-C does
             _, err = top.communicate(timeout=30)
             stderr_lines.append(err)

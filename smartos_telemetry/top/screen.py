@@ -269,6 +269,15 @@ class View:
             curses.curs_set(0)
         except curses.error:
             pass
+        try:
+            return self._loop()
+        finally:
+            try:
+                curses.curs_set(1)  # endwin leaves it as it was set
+            except curses.error:
+                pass
+
+    def _loop(self):
         due = self.clock() + self.interval
         while True:
             if self.clock() >= due:
@@ -288,6 +297,8 @@ class View:
 def run(top, interval, sort, reverse=False, log=None, count=0):
     """Show the live view until ``q`` or Ctrl-C (or ``count`` intervals); 0."""
     os.environ.setdefault("ESCDELAY", "25")  # Esc answers at once
+    for stale in ("LINES", "COLUMNS"):  # ncurses would take them over the terminal's
+        os.environ.pop(stale, None)     # size (use_env(False) means terminfo's 80x24)
     try:
         return curses.wrapper(lambda scr: View(scr, top, interval, sort, reverse, log,
                                                count).loop())

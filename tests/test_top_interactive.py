@@ -1,0 +1,198 @@
+"""smartos-dtrace-top's live view in a real terminal (tmux), for real (root, bpftrace).
+
+Zone ``hot`` runs a CPU hog, ``cool`` sleeps.  The test starts the view in
+an 80x24 (and a 160x40) tmux pane on a private tmux server, reads the
+screen, presses the sort, filter, drill-down, help and quit keys and checks
+what is shown; after ``q`` or Ctrl-C the terminal is back out of the
+alternate screen with its cursor, the view exited 0 and none of its
+bpftrace children is left.  Everything started is stopped by PID.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+from linux_workloads import pid_alive, python_in, scratch_cgroups, stop, wait_for
+from test_top_batch import REPO, children, plain_parent, top_command
+
+pytestmark = pytest.mark.root
+
+
+class Pane:
+    """One tmux pane running the view, on a tmux server of its own."""
+
+    def __init__(self, argv, width, height):
+        self.socket = f"st-test-top-{os.getpid()}-{time.monotonic_ns()}"
+        command = " ".join(["env", f"PYTHONPATH={REPO}"] + argv) + \
+            '; echo "EXIT=$?"; exec sleep 120'  # the shell stays: the pane is read after exit
+        self.tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height),
+                  "-c", REPO, command)
+        self.server_pid = int(self.tmux("display", "-p", "-t", "top", "#{pid}"))
+        self.shell = int(self.tmux("display", "-p", "-t", "top", "#{pane_pid}"))
+        assert wait_for(lambda: children(self.shell, "python3") or
+                        children(self.shell, "python"), 10)
+        self.pid = min(children(self.shell, "python3") | children(self.shell, "python"))
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+
+    def screen(self):
+        return self.tmux("capture-pane", "-p", "-t", "top").splitlines()
+
+    def text(self):
+        return "\n".join(self.screen())
+
+    def keys(self, *keys):
+        self.tmux("send-keys", "-t", "top", *keys)
+
+    def wait(self, predicate, timeout=30):
+        ok = wait_for(lambda: predicate(self.screen()), timeout, interval=0.2)
+        assert ok, "screen was:\n" + self.text()
+
+    def value(self, fmt):
+        return self.tmux("display", "-p", "-t", "top", fmt)
+
+    def close(self):
+        for pid in (self.pid, self.shell):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        try:
+            self.tmux("kill-server")
+        except subprocess.CalledProcessError:
+            pass
+        wait_for(lambda: not pid_alive(self.server_pid), 10)
+        if pid_alive(self.server_pid):
+            os.kill(self.server_pid, signal.SIGKILL)
+        try:  # a killed server leaves its socket behind
+            os.unlink(os.path.join(os.environ.get("TMUX_TMPDIR", "/tmp"),
+                                   f"tmux-{os.getuid()}", self.socket))
+        except FileNotFoundError:
+            pass
+
+
+def data_rows(screen):
+    """Zone names of the table's rows, top to bottom."""
+    header = next((i for i, line in enumerate(screen) if line.startswith("ZONE")), None)
+    if header is None:
+        return []
+    rows = []
+    for line in screen[header + 1:]:
+        if not line.strip() or line.startswith(("q:quit", "filter:")):
+            break
+        rows.append(line.split()[0])
+    return rows
+
+
+def shown(screen):
+    return any(line.startswith("ZONE") for line in screen) and len(data_rows(screen)) >= 1 \
+        and "collecting" not in "\n".join(screen)
+
+
+@pytest.fixture
+def zones():
+    procs = []
+    with scratch_cgroups("hot", "cool") as cg:
+        try:
+            procs.append(python_in(cg["hot"], "while True: pass"))
+            procs.append(python_in(cg["cool"], "import time\ntime.sleep(600)"))
+            yield cg
+        finally:
+            stop(*procs)
+
+
+def start(cg, width, height):
+    return Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent", plain_parent(cg)),
+                width, height)
+
+
+def assert_clean_exit(pane, engine_pids):
+    assert wait_for(lambda: "EXIT=" in pane.text(), 30), pane.text()
+    assert "EXIT=0" in pane.text()
+    assert not pid_alive(pane.pid)
+    assert pane.value("#{alternate_on}") == "0"   # out of curses' screen
+    assert pane.value("#{cursor_flag}") == "1"    # the cursor is back
+    assert "stopped: probes detached" in pane.text()
+    assert not [p for p in engine_pids if pid_alive(p)]
+
+
+def test_sort_filter_drill_help_and_quit_in_80x24(zones):
+    pane = start(zones, 80, 24)
+    try:
+        pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
+        engine_pids = children(pane.pid, "bpftrace")
+        assert len(engine_pids) == 3
+        screen = pane.screen()
+        assert len(screen) == 24 and all(len(line) <= 80 for line in screen)
+        assert screen[0].startswith("smartos-dtrace-top linux/bpftrace every 1s")
+        header = next(line for line in screen if line.startswith("ZONE")).split()
+        for title in ("ZONE", "INSTANCE", "CPU%", "RUNQ50", "RUNQ99", "DISK99", "CONN99",
+                      "RTT99", "RETX"):
+            assert title in header, header
+        assert "sort: CPU% [c] descending" in screen[1]
+        assert screen[-1].startswith("q:quit ?:help Enter:zone /:filter sort:n i c R r d")
+        rows = data_rows(screen)
+        assert sorted(rows) == ["(host)", "cool", "hot"]
+        assert rows.index("hot") < rows.index("cool")
+
+        pane.keys("n")
+        pane.wait(lambda s: "sort: ZONE [n] ascending" in s[1]
+                  and data_rows(s) == ["(host)", "cool", "hot"])
+        pane.keys("n")
+        pane.wait(lambda s: "sort: ZONE [n] descending" in s[1]
+                  and data_rows(s) == ["hot", "cool", "(host)"])
+        pane.keys("r")
+        pane.wait(lambda s: "sort: RUNQ99 [r] descending" in s[1])
+
+        pane.keys("/", "h", "o")  # filters as it is typed: "(host)" and "hot"
+        pane.wait(lambda s: s[-1].startswith("filter: ho_") and
+                  sorted(data_rows(s)) == ["(host)", "hot"])
+        pane.keys("t", "Enter")
+        pane.wait(lambda s: "filter: hot (1 of 3)" in s[1] and s[-1].startswith("q:quit")
+                  and data_rows(s) == ["hot"])
+
+        pane.keys("Enter")  # drill into the selected (only) zone
+        pane.wait(lambda s: s[1].startswith("zone hot ") and
+                  any(line.startswith("cpu.runqueue.latency (ns): ") for line in s))
+        text = pane.text()
+        assert "kind cgroup" in text and "CPU% " in text
+        assert "------------- Distribution ------------- count" in text
+        assert any("|@" in line for line in pane.screen())  # a bar of the hog's run queue
+        pane.keys("NPage")  # scrolls when there is more than a page
+        pane.wait(lambda s: s[1].startswith("zone hot ") and " of " in s[-1])
+        pane.keys("Escape")
+        pane.wait(lambda s: data_rows(s) == ["hot"])
+        pane.keys("Escape")  # clears the filter
+        pane.wait(lambda s: len(data_rows(s)) == 3 and "filter" not in s[1])
+
+        pane.keys("?")
+        pane.wait(lambda s: any("sort keys" in line for line in s))
+        pane.keys("x")  # any key: back
+        pane.wait(lambda s: len(data_rows(s)) == 3)
+
+        pane.keys("q")
+        assert_clean_exit(pane, engine_pids)
+    finally:
+        pane.close()
+
+
+def test_ctrl_c_leaves_terminal_and_kernel_clean_and_a_wide_terminal_shows_more(zones):
+    pane = start(zones, 160, 40)
+    try:
+        pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
+        engine_pids = children(pane.pid, "bpftrace")
+        assert len(engine_pids) == 3
+        # the pane's size, not the COLUMNS/LINES pytest exports (80x24)
+        wide = ("RUNQMX", "DISK50", "IO/s", "CFAIL")  # no room for these in 80 columns
+        pane.wait(lambda s: all(title in line.split() for line in s if line.startswith("ZONE")
+                                for title in wide))
+        pane.keys("n", "End", "Enter")  # the last by name: hot
+        pane.wait(lambda s: s[1].startswith("zone hot "))
+        pane.wait(lambda s: any(line.startswith("cpu.runqueue.latency (ns)") and
+                                "disk.io.latency (ns)" in line for line in s))  # side by side
+        pane.keys("C-c")
+        assert_clean_exit(pane, engine_pids)
+    finally:
+        pane.close()
