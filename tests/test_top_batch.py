@@ -10,6 +10,7 @@ per-interval counts that add up to what the workload did.
 DTrace.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -322,19 +323,26 @@ def test_batch_json_on_bpftrace_matches_the_workloads():
     json_against_workloads("bpftrace")
 
 
-@pytest.mark.root
-def test_batch_table_names_every_zone_and_the_columns():
+@contextlib.contextmanager
+def hot_and_cool():
+    """Zones ``hot`` (a CPU hog) and ``cool`` (a sleeper); yields the cgroup paths."""
     procs = []
     with scratch_cgroups("hot", "cool") as cg:
         try:
             procs.append(python_in(cg["hot"], "while True: pass"))
             procs.append(python_in(cg["cool"], "import time\ntime.sleep(600)"))
-            run = subprocess.run(
-                top_command("-b", "-n", "2", "-i", "0.5", "-e", "bpftrace", "--plain-parent",
-                            plain_parent(cg)),
-                cwd=REPO, env=top_env(), capture_output=True, text=True, timeout=60)
+            yield cg
         finally:
             stop(*procs)
+
+
+@pytest.mark.root
+def test_batch_table_names_every_zone_and_the_columns():
+    with hot_and_cool() as cg:
+        run = subprocess.run(
+            top_command("-b", "-n", "2", "-i", "0.5", "-e", "bpftrace", "--plain-parent",
+                        plain_parent(cg)),
+            cwd=REPO, env=top_env(), capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     tables = [t.splitlines() for t in run.stdout.strip().split("\n\n")]
     assert len(tables) == 2

@@ -14,8 +14,8 @@ import subprocess
 import time
 
 import pytest
-from linux_workloads import pid_alive, python_in, scratch_cgroups, stop, wait_for
-from test_top_batch import REPO, children, plain_parent, top_command
+from linux_workloads import pid_alive, wait_for
+from test_top_batch import REPO, children, hot_and_cool, plain_parent, top_command
 
 pytestmark = pytest.mark.root
 
@@ -93,19 +93,23 @@ def shown(screen):
 
 @pytest.fixture
 def zones():
-    procs = []
-    with scratch_cgroups("hot", "cool") as cg:
-        try:
-            procs.append(python_in(cg["hot"], "while True: pass"))
-            procs.append(python_in(cg["cool"], "import time\ntime.sleep(600)"))
-            yield cg
-        finally:
-            stop(*procs)
+    with hot_and_cool() as cg:
+        yield cg
 
 
 def start(cg, width, height):
-    return Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent", plain_parent(cg)),
+    """The view in a ``width`` x ``height`` pane, showing all three rows; ``(pane, the
+    pids of its bpftrace children)``."""
+    pane = Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent", plain_parent(cg)),
                 width, height)
+    try:
+        pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
+        engine_pids = children(pane.pid, "bpftrace")
+        assert len(engine_pids) == 3
+    except BaseException:
+        pane.close()
+        raise
+    return pane, engine_pids
 
 
 def assert_clean_exit(pane, engine_pids):
@@ -119,11 +123,8 @@ def assert_clean_exit(pane, engine_pids):
 
 
 def test_sort_filter_drill_help_and_quit_in_80x24(zones):
-    pane = start(zones, 80, 24)
+    pane, engine_pids = start(zones, 80, 24)
     try:
-        pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
-        engine_pids = children(pane.pid, "bpftrace")
-        assert len(engine_pids) == 3
         screen = pane.screen()
         assert len(screen) == 24 and all(len(line) <= 80 for line in screen)
         assert screen[0].startswith("smartos-dtrace-top linux/bpftrace every 1s")
@@ -179,11 +180,8 @@ def test_sort_filter_drill_help_and_quit_in_80x24(zones):
 
 
 def test_ctrl_c_leaves_terminal_and_kernel_clean_and_a_wide_terminal_shows_more(zones):
-    pane = start(zones, 160, 40)
+    pane, engine_pids = start(zones, 160, 40)
     try:
-        pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
-        engine_pids = children(pane.pid, "bpftrace")
-        assert len(engine_pids) == 3
         # the pane's size, not the COLUMNS/LINES pytest exports (80x24)
         wide = ("RUNQMX", "DISK50", "IO/s", "CFAIL")  # no room for these in 80 columns
         pane.wait(lambda s: all(title in line.split() for line in s if line.startswith("ZONE")
