@@ -211,6 +211,19 @@ class Aggregation:
                 rows[key] = changed
         return Aggregation(self.name, self.action, rows)
 
+    def rekeyed(self, new_key):
+        """Rows under ``new_key(key)`` (rows mapped to None are left out), the
+        values of rows that meet under one key merged as the action merges:
+        counts, sums, averages, deviations and histograms add up; min and
+        max keep the extreme."""
+        rows = {}
+        for key, value in self.rows.items():
+            target = new_key(key)
+            if target is None:
+                continue
+            rows[target] = _merge(self.action, rows[target], value) if target in rows else value
+        return Aggregation(self.name, self.action, rows)
+
     def as_dict(self):
         return {
             "name": self.name,
@@ -223,6 +236,20 @@ class Aggregation:
 
 
 _ZERO = {"avg": Average(0, 0), "stddev": StdDev(0, 0, 0)}
+
+
+def _merge(action, a, b):
+    if action == "min":
+        return min(a, b)
+    if action == "max":
+        return max(a, b)
+    if isinstance(a, Histogram):
+        return a.plus(b)
+    if isinstance(a, Average):
+        return Average(a.count + b.count, a.total + b.total)
+    if isinstance(a, StdDev):
+        return StdDev(a.count + b.count, a.total + b.total, a.sum_of_squares + b.sum_of_squares)
+    return a + b
 
 
 def _is_empty(value):
@@ -299,6 +326,11 @@ class Snapshot:
                 for name, agg in self.aggregations.items()
             },
         )
+
+    def rekeyed(self, new_key):
+        """Every aggregation's rows re-keyed (see :meth:`Aggregation.rekeyed`)."""
+        return dataclasses.replace(self, aggregations={
+            name: agg.rekeyed(new_key) for name, agg in self.aggregations.items()})
 
     def as_json(self):
         """One object per aggregation, as ``run-script --json`` prints them."""

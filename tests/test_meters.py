@@ -128,3 +128,11 @@ def test_smartos_fixture_snapshots_shaped_by_the_contracts_give_every_smartos_me
     zones = {s.zone for s in samples if s.name == "cpu.runqueue.latency.count"}
     assert zones == {uuid}  # zonename-keyed
     assert {s.zone for s in samples if s.name == "disk.throttle.delay"} == {7}  # zoneid-keyed
+
+
+def test_one_engine_feeding_several_scripts_counts_its_health_once():
+    r = SnapshotReducer("linux", "dtrace")
+    combined = snap({}, EngineHealth(drops={"principal": 3}))
+    s = by_name(r.reduce({rel: combined for rel in catalogue.scripts_for("linux", "dtrace")}),
+                HOST)
+    assert s["telemetry.engine.drops"].volume == 3

@@ -30,3 +30,17 @@ def test_json_form_lists_buckets_as_low_high_count():
     s = snap({"q": ("quantize", {(63,): Histogram((Bucket(8, 15, 3),))})})
     assert s.as_json() == [{"name": "q", "action": "quantize", "rows": [
         {"keys": [63], "value": [{"low": 8, "high": 15, "count": 3}]}]}]
+
+
+def test_rekeyed_merges_rows_that_meet_as_the_action_merges():
+    h1, h2 = Histogram((Bucket(1, 1, 2),)), Histogram((Bucket(1, 1, 1), Bucket(2, 3, 4)))
+    s = snap({"n": ("count", {(44,): 5, (45,): 2, (9,): 1}),
+              "h": ("quantize", {(44,): h1, (45,): h2}),
+              "lo": ("min", {(44,): 7, (45,): 3}),
+              "a": ("avg", {(44,): Average(1, 10), (45,): Average(3, 2)})})
+    parent = {44: 40, 45: 40}  # 44 and 45 are children of zone 40; 9 is nobody's
+    r = s.rekeyed(lambda key: (parent[key[0]],) if key[0] in parent else None)
+    assert r["n"].rows == {(40,): 7}
+    assert r["h"].rows[(40,)].buckets == (Bucket(1, 1, 3), Bucket(2, 3, 4))
+    assert r["lo"].rows == {(40,): 3}
+    assert r["a"].rows == {(40,): Average(4, 12)}

@@ -139,9 +139,12 @@ class SnapshotReducer:
     def _health(self, snapshots, generation):
         if not snapshots:
             return []
-        drops = sum(s.health.total_drops for s in snapshots.values())
-        errors = sum(s.health.total_errors for s in snapshots.values())
-        restarts = sum(s.health.restarts for s in snapshots.values())
+        # one engine may feed several scripts (the combined D program): count
+        # each snapshot's health once
+        unique = {id(s): s for s in snapshots.values()}.values()
+        drops = sum(s.health.total_drops for s in unique)
+        errors = sum(s.health.total_errors for s in unique)
+        restarts = sum(s.health.restarts for s in unique)
         values = {"telemetry.engine.drops": drops, "telemetry.engine.errors": errors,
                   "telemetry.engine.restarts": restarts}
         out = []

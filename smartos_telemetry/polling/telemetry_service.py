@@ -68,6 +68,7 @@ class TelemetryService:
         self._reducer = None
         self._zones = None
         self._kstats = None
+        self._owners = {}  # Linux: cgroup id -> the id of the zone it rolls up to
         atexit.register(self.stop)
 
     # -- zones ----------------------------------------------------------------
@@ -99,6 +100,7 @@ class TelemetryService:
         engines.start()
         self._engines, self._engine_name = engines, name
         self._generation += 1
+        self._owners.clear()  # a new engine: new maps
         if self._reducer is None or self._reducer.platform_engine != (self.platform, name):
             self._reducer = SnapshotReducer(self.platform, name, ttl=self.opts.zone_ttl,
                                             max_zones=self.opts.max_zones)
@@ -143,9 +145,38 @@ class TelemetryService:
                 LOG.error("smartos-telemetry: engine died (%s); restarting it", exc)
                 self._stop_engines()
                 raise
+            if self.platform == "linux":
+                snapshots = self._rolled_up(snapshots)
             samples = self._reducer.reduce(snapshots, self._generation, zones=known)
         cache[CACHE_KEY] = samples
         return samples
+
+    def _rolled_up(self, snapshots):
+        """Linux: rows of a zone's child cgroups (a VM's vCPU threads under its
+        scope, a container's sub-groups) counted under the zone's own id.
+
+        Which zone a cgroup id belongs to is remembered for as long as the
+        engine may hold rows for it: a child cgroup that is gone must keep
+        counting in its zone, or the zone's totals would drop.
+        """
+        layer = self.zone_layer()
+
+        def owner(key):
+            if not key or not isinstance(key[0], int):
+                return key
+            cgroup_id = key[0]
+            if cgroup_id not in self._owners:
+                zone = layer.resolve(cgroup_id)
+                if zone is None:
+                    return key  # not a zone's: kept as it is (never sampled)
+                self._owners[cgroup_id] = zone.id
+            return (self._owners[cgroup_id], *key[1:])
+
+        done = {}
+        for snap in snapshots.values():
+            if id(snap) not in done:
+                done[id(snap)] = snap.rekeyed(owner)
+        return {rel: done[id(snap)] for rel, snap in snapshots.items()}
 
     def kstat_reading_for_cycle(self, cache):
         """SmartOS: this cycle's kstat counters (one ``kstat -p`` per cycle)."""
