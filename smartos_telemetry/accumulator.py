@@ -44,10 +44,14 @@ class Interval(typing.NamedTuple):
     total: int
 
 
+#: Interval((...)) without the keyword-argument layer (one per zone per poll)
+_interval = tuple.__new__
+
+
 def _size_and_sign(delta):
     """``(events or value added, True if anything went backwards)``, one pass."""
     if isinstance(delta, Histogram):
-        counts = [b[2] for b in delta.buckets]
+        counts = delta.counts
         return sum(counts), bool(counts) and min(counts) < 0
     return delta, delta < 0
 
@@ -110,10 +114,15 @@ class Accumulator:
                 state = self._zones[zone] = _ZoneState(_empty_like(raw), 0, now)
             elif raw == state.raw:  # idle: nothing to subtract
                 state.seen = now
-                out[zone] = Interval(_empty_like(raw), state.total)
+                out[zone] = _interval(Interval, (_empty_like(raw), state.total))
                 continue
-            delta = raw - state.raw if isinstance(raw, int) else raw.minus(state.raw)
-            added, backwards = _size_and_sign(delta)
+            if isinstance(raw, Histogram):
+                delta = raw.minus(state.raw)
+                counts = delta.counts
+                added, backwards = sum(counts), bool(counts) and min(counts) < 0
+            else:
+                delta = raw - state.raw
+                added, backwards = delta, delta < 0
             if backwards:
                 LOG.info("%s: zone %s went backwards; taking it as a fresh start",
                          self.name, zone)
@@ -122,7 +131,7 @@ class Accumulator:
             state.raw = raw
             state.total += added
             state.seen = now
-            out[zone] = Interval(delta, state.total)
+            out[zone] = _interval(Interval, (delta, state.total))
         self._expire(now)
         return out
 

@@ -10,7 +10,10 @@ Open-ended buckets (an int64 limit as a bound) are clamped to their finite
 bound: a percentile in the overflow bucket reads as that bucket's low bound.
 """
 
+import bisect
+import itertools
 import math
+import operator
 
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
@@ -60,9 +63,10 @@ def percentile(histogram, q):
 
 def maximum(histogram):
     """Upper bound of the highest non-empty bucket (None when empty)."""
-    if not histogram.buckets:
+    filled = [b for b in histogram.buckets if b.count]
+    if not filled:
         return None
-    return _finite(histogram.buckets[-1])[1]
+    return _finite(filled[-1])[1]
 
 
 def summary(histogram, fractions=(0.5, 0.95, 0.99)):
@@ -75,30 +79,59 @@ def summary(histogram, fractions=(0.5, 0.95, 0.99)):
 
 
 def interval_stats(histogram):
-    """``(p50, p95, p99, max, midpoint_sum)`` of one interval, in one pass.
+    """``(p50, p95, p99, max, midpoint_sum)`` of one interval.
 
     The meters read these from every busy zone's interval histogram on every
-    poll; this does what :func:`quantiles`, :func:`maximum` and a sum of
-    bucket midpoints would, without walking the buckets three times.
-    Returns None for an empty histogram.
+    poll, so the walk over buckets happens in C: running totals by
+    ``accumulate``, each rank's bucket (and the highest non-empty one, the
+    max) by ``bisect``, the midpoint sum as a dot product.  Same definitions
+    as :func:`quantiles` and :func:`maximum`; empty buckets are allowed.
+    Returns None for an interval without events.
     """
-    buckets = histogram.buckets
-    counts = [b[2] for b in buckets]
-    total = sum(counts)
+    counts = histogram.counts
+    if not counts:
+        return None
+    running = list(itertools.accumulate(counts))
+    total = running[-1]
     if total <= 0:
         return None
-    ranks = [max(1, math.ceil(q * total)) for q in (0.50, 0.95, 0.99)]
-    values = [None, None, None]
-    k, seen, mid = 0, 0, 0.0
-    for (low, high, count) in buckets:
-        if low == INT64_MIN:
-            low = high
-        if high == INT64_MAX:
-            high = low
-        mid += count * (low + high) / 2
-        upto = seen + count
-        while k < 3 and ranks[k] <= upto:
-            values[k] = low + (high - low) * (ranks[k] - seen - 0.5) / count
-            k += 1
-        seen = upto
-    return values[0], values[1], values[2], high, mid
+    lows, highs = histogram.lows, histogram.highs
+    if lows[0] == INT64_MIN or highs[-1] == INT64_MAX:
+        lows, highs = _clamped(lows, highs)
+    out = []
+    for rank in (math.ceil(0.5 * total), math.ceil(0.95 * total), math.ceil(0.99 * total)):
+        i = bisect.bisect_left(running, rank)
+        # the rank-th event's place among its bucket's events, spread evenly
+        out.append(lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5)
+                   / counts[i])
+    out.append(highs[bisect.bisect_left(running, total)])
+    out.append(sum(map(operator.mul, counts, _midpoints(lows, highs))))
+    return tuple(out)
+
+
+def _clamped(lows, highs):
+    """Open-ended first and last buckets clamped to their finite bound."""
+    lows, highs = list(lows), list(highs)
+    if lows[0] == INT64_MIN:
+        lows[0] = highs[0]
+    if highs[-1] == INT64_MAX:
+        highs[-1] = lows[-1]
+    return tuple(lows), tuple(highs)
+
+
+#: bucket layout (lows) -> (highs, midpoints): a zone's layout rarely changes
+#: between polls, and many zones share one
+_MIDPOINTS = {}
+_MIDPOINTS_MAX = 4096
+
+
+def _midpoints(lows, highs):
+    """Each bucket's midpoint (finite bounds)."""
+    cached = _MIDPOINTS.get(lows)
+    if cached is not None and cached[0] == highs:
+        return cached[1]
+    mids = [(low + high) / 2 for low, high in zip(lows, highs, strict=True)]
+    if len(_MIDPOINTS) >= _MIDPOINTS_MAX:
+        _MIDPOINTS.clear()
+    _MIDPOINTS[lows] = (highs, mids)
+    return mids

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import time
 import typing
 
@@ -58,68 +59,103 @@ class Bucket(typing.NamedTuple):
         return {"low": self.low, "high": self.high, "count": self.count}
 
 
-#: Bucket((low, high, count)) without the keyword-argument layer: twice as
-#: fast, and histograms are rebuilt by the hundred thousand per poll
-_bucket = tuple.__new__
 
 
-@dataclasses.dataclass(frozen=True)
 class Histogram:
-    """A distribution as ascending, non-overlapping, non-empty buckets."""
+    """A distribution as ascending, non-overlapping buckets.
 
-    buckets: tuple[Bucket, ...]
+    Engines hand on non-empty buckets only; an interval's difference
+    (:meth:`minus`) may keep empty ones in place.
+
+    Stored as three parallel tuples -- ``lows``, ``highs``, ``counts`` --
+    so that the per-poll arithmetic (differences, totals, cumulative ranks)
+    runs in C over whole tuples instead of bucket by bucket in Python: a busy
+    host has thousands of zone histograms to subtract and read percentiles
+    from on every poll.  :attr:`buckets` gives the same data as
+    :class:`Bucket` triples.
+    """
+
+    __slots__ = ("lows", "highs", "counts")
+
+    def __init__(self, buckets=()):
+        """From ``(low, high, count)`` triples in ascending order, kept as
+        given (empty buckets too: a display may want them)."""
+        buckets = tuple(buckets)
+        self.lows = tuple(b[0] for b in buckets)
+        self.highs = tuple(b[1] for b in buckets)
+        self.counts = tuple(b[2] for b in buckets)
+
+    @classmethod
+    def _of(cls, lows, highs, counts):
+        """From parallel tuples already in ascending order."""
+        hist = cls.__new__(cls)
+        hist.lows, hist.highs, hist.counts = lows, highs, counts
+        return hist
 
     @classmethod
     def from_counts(cls, bounded_counts):
-        """Build from ``(low, high, count)`` triples, dropping empty ones."""
-        buckets = [_bucket(Bucket, (lo, hi, c)) for lo, hi, c in bounded_counts if c]
-        if any(a.low > b.low for a, b in zip(buckets, buckets[1:], strict=False)):
-            buckets.sort()
-        return cls(tuple(buckets))
+        """Build from ``(low, high, count)`` triples in any order, dropping
+        empty ones."""
+        return cls(sorted(b for b in bounded_counts if b[2]))
+
+    @property
+    def buckets(self):
+        return tuple(Bucket(*b) for b in zip(self.lows, self.highs, self.counts, strict=True))
 
     @property
     def count(self):
-        return sum(b.count for b in self.buckets)
+        return sum(self.counts)
+
+    def __eq__(self, other):
+        if not isinstance(other, Histogram):
+            return NotImplemented
+        return (self.counts == other.counts and self.lows == other.lows
+                and self.highs == other.highs)
+
+    def __hash__(self):
+        return hash((self.lows, self.highs, self.counts))
+
+    def __repr__(self):
+        return f"Histogram({self.buckets!r})"
+
+    def __bool__(self):
+        return True
 
     def minus(self, earlier):
         """Events added since ``earlier`` (a snapshot of the same histogram).
 
-        Both bucket lists are sorted, so one merge pass does it.
+        When both have the same buckets -- the usual case between two polls
+        of one engine -- the difference keeps that layout, buckets with no
+        new events included (counts of 0), so that it is one subtraction in
+        C.  Otherwise buckets with no change are left out.  A bucket that
+        vanished counts its events as removed (negative), which the
+        accumulator reads as a reset.
         """
-        before, mine = earlier.buckets, self.buckets
-        if not before:
+        if not earlier.counts:
             return self
-        if before == mine:  # an idle zone: the common case
-            return _NO_EVENTS
-        if len(before) == len(mine) and [b[0] for b in before] == [b[0] for b in mine]:
-            return Histogram(tuple([_bucket(Bucket, (b[0], b[1], b[2] - a[2]))
-                                    for a, b in zip(before, mine, strict=True)
-                                    if b[2] != a[2]]))
-        out = []
-        j, n = 0, len(before)
-        for b in mine:
-            while j < n and before[j].low < b.low:
-                # a bucket that vanished: its events count as removed
-                out.append(Bucket(before[j].low, before[j].high, -before[j].count))
-                j += 1
-            if j < n and before[j].low == b.low:
-                diff = b.count - before[j].count
-                j += 1
-                if diff:
-                    out.append(Bucket(b.low, b.high, diff))
-            else:
-                out.append(b)
-        out.extend(Bucket(x.low, x.high, -x.count) for x in before[j:])
-        return Histogram(tuple(out))
+        if self.counts == earlier.counts and self.lows == earlier.lows:
+            return _NO_EVENTS  # an idle zone: the common case
+        if self.lows == earlier.lows:
+            return Histogram._of(self.lows, self.highs,
+                                 tuple(map(operator.sub, self.counts, earlier.counts)))
+        changes = self._by_bounds()
+        for bounds, count in earlier._by_bounds().items():
+            changes[bounds] = changes.get(bounds, 0) - count
+        return Histogram.from_counts((lo, hi, c) for (lo, hi), c in changes.items())
+
+    def _by_bounds(self):
+        """``{(low, high): count}``."""
+        return dict(zip(zip(self.lows, self.highs, strict=True), self.counts, strict=True))
 
     def plus(self, other):
-        counts = {}
-        for b in self.buckets + other.buckets:
-            counts[(b.low, b.high)] = counts.get((b.low, b.high), 0) + b.count
+        counts = self._by_bounds()
+        for bounds, count in other._by_bounds().items():
+            counts[bounds] = counts.get(bounds, 0) + count
         return Histogram.from_counts((lo, hi, c) for (lo, hi), c in counts.items())
 
     def as_list(self):
-        return [b.as_dict() for b in self.buckets]
+        return [{"low": lo, "high": hi, "count": c}
+                for lo, hi, c in zip(self.lows, self.highs, self.counts, strict=True)]
 
 
 _NO_EVENTS = Histogram(())
@@ -253,7 +289,7 @@ def _merge(action, a, b):
 
 
 def _is_empty(value):
-    return isinstance(value, Histogram) and not value.buckets
+    return isinstance(value, Histogram) and not value.counts
 
 
 def _row_sort_key(item):

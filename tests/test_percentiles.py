@@ -15,7 +15,7 @@ from smartos_telemetry.percentiles import (
     quantiles,
     summary,
 )
-from smartos_telemetry.snapshot import INT64_MAX, Bucket, Histogram
+from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 
 
 def exact(values, q):
@@ -96,5 +96,26 @@ def test_interval_stats_agree_with_the_separate_functions():
     p50, p95, p99, top, mid = interval_stats(hist)
     assert [p50, p95, p99] == quantiles(hist, (0.5, 0.95, 0.99))
     assert top == maximum(hist)
-    assert mid == sum(b.count * (b.low + b.high) / 2 for b in hist.buckets)
+    assert mid == pytest.approx(sum(b.count * (b.low + b.high) / 2 for b in hist.buckets),
+                                rel=1e-12)
     assert interval_stats(Histogram(())) is None
+
+
+def test_interval_stats_of_a_difference_with_empty_buckets_and_open_ends():
+    # minus() keeps the layout of two polls of the same buckets, empty ones
+    # included; the stats must read as if they were not there
+    layout = [(INT64_MIN, 9), (10, 19), (20, 39), (40, 79), (80, INT64_MAX)]
+    def hist(counts):
+        return Histogram.from_counts((*bounds, c) for bounds, c in zip(layout, counts, strict=True))
+
+    before, after = hist([1, 5, 2, 7, 3]), hist([4, 5, 9, 7, 5])
+    delta = after.minus(before)
+    assert delta.counts == (3, 0, 7, 0, 2)
+    filled = Histogram.from_counts(b for b in delta.buckets)
+    assert len(filled.buckets) == 3
+    assert interval_stats(delta) == pytest.approx(interval_stats(filled))
+    p50, p95, p99, top, mid = interval_stats(delta)
+    assert top == 80 == maximum(delta)  # the overflow bucket clamps to 80
+    assert mid == pytest.approx(3 * 9 + 7 * 29.5 + 2 * 80)
+    assert [p50, p95, p99] == quantiles(filled, (0.5, 0.95, 0.99))
+    assert interval_stats(after.minus(after)) is None

@@ -26,6 +26,9 @@ from smartos_telemetry.percentiles import interval_stats
 
 HOST = None  # the zone of host-level samples
 
+#: MeterSample((...)) without the keyword-argument layer: a poll of a busy
+#: host makes tens of thousands
+_sample = tuple.__new__
 
 
 class MeterSample(typing.NamedTuple):
@@ -45,8 +48,13 @@ class MeterSample(typing.NamedTuple):
 class SnapshotReducer:
     """Meter samples for one platform and engine, interval after interval."""
 
-    def __init__(self, platform, engine, ttl=900.0, max_zones=10000):
+    def __init__(self, platform, engine, ttl=900.0, max_zones=10000, keep_histograms=False):
+        """``keep_histograms``: keep the last poll's interval histogram of
+        every busy zone in :attr:`interval_histograms`, ``{(meter name,
+        zone): Histogram}`` (what smartos-dtrace-top draws)."""
         self.platform_engine = (platform, engine)
+        self.keep_histograms = keep_histograms
+        self.interval_histograms = {}
         self.meters = catalogue.meters_for(platform, engine)
         self.health_meters = [m for m in catalogue.CATALOGUE if m.kind == "health"]
         self._ttl = ttl
@@ -89,6 +97,7 @@ class SnapshotReducer:
 
     def _reduce(self, snapshots, generation, zones):
         out = []
+        self.interval_histograms = {}
         for meter in self.meters:
             src = meter.sources[self.platform_engine]
             snap = snapshots.get(src.script)
@@ -97,39 +106,46 @@ class SnapshotReducer:
             rows = self._zone_rows(snap, src.aggregation, zones)
             intervals = self._acc((meter.name, src.aggregation)).update(rows, generation)
             if meter.kind == "counter":
-                out.extend(MeterSample(meter.name, "cumulative", meter.unit, iv.total, zone)
+                out.extend(_sample(MeterSample, (meter.name, "cumulative", meter.unit, iv.total,
+                                                 zone))
                            for zone, iv in intervals.items())
                 continue
             sums = None
             if src.sum_aggregation:
                 sums = self._acc((meter.name, src.sum_aggregation)).update(
                     self._zone_rows(snap, src.sum_aggregation, zones), generation)
-            for zone, iv in intervals.items():
-                out.extend(self._distribution(meter, zone, iv, sums))
+            self._distributions(meter, intervals, sums, out)
             self._forget_estimates(meter.name, (meter.name, src.aggregation))
         out.extend(self._health(snapshots, generation))
         return out
 
-    def _distribution(self, meter, zone, interval, sums):
-        name, unit = meter.name, meter.unit
-        stats = interval_stats(interval.delta)
-        samples = []
-        midpoints = 0.0
-        if stats is not None:
-            p50, p95, p99, top, midpoints = stats
-            samples += [MeterSample(f"{name}.p50", "gauge", unit, p50, zone),
-                        MeterSample(f"{name}.p95", "gauge", unit, p95, zone),
-                        MeterSample(f"{name}.p99", "gauge", unit, p99, zone),
-                        MeterSample(f"{name}.max", "gauge", unit, top, zone)]
-        samples.append(MeterSample(f"{name}.count", "cumulative", "event", interval.total, zone))
-        if sums is not None and zone in sums:
-            total = sums[zone].total
-        else:
-            key = (name, zone)
-            total = self._estimated_sums.get(key, 0.0) + midpoints
-            self._estimated_sums[key] = total
-        samples.append(MeterSample(f"{name}.sum", "cumulative", unit, total, zone))
-        return samples
+    def _distributions(self, meter, intervals, sums, out):
+        """Append each zone's samples of one distribution meter to ``out``.
+
+        The busiest loop of a poll (zones x distribution meters), so the
+        sample names are made once and the samples built as plain tuples."""
+        unit = meter.unit
+        p50, p95, p99, top, count, total = (f"{meter.name}.{s}" for s in (
+            "p50", "p95", "p99", "max", "count", "sum"))
+        estimates = self._estimated_sums
+        for zone, interval in intervals.items():
+            stats = interval_stats(interval.delta)
+            midpoints = 0.0
+            if stats is not None:
+                if self.keep_histograms:
+                    self.interval_histograms[(meter.name, zone)] = interval.delta
+                out += (_sample(MeterSample, (p50, "gauge", unit, stats[0], zone)),
+                        _sample(MeterSample, (p95, "gauge", unit, stats[1], zone)),
+                        _sample(MeterSample, (p99, "gauge", unit, stats[2], zone)),
+                        _sample(MeterSample, (top, "gauge", unit, stats[3], zone)))
+                midpoints = stats[4]
+            if sums is not None and zone in sums:
+                value = sums[zone].total
+            else:
+                key = (meter.name, zone)
+                value = estimates[key] = estimates.get(key, 0.0) + midpoints
+            out += (_sample(MeterSample, (count, "cumulative", "event", interval.total, zone)),
+                    _sample(MeterSample, (total, "cumulative", unit, value, zone)))
 
     def _forget_estimates(self, name, acc_key):
         tracked = set(self._accumulators[acc_key].zones())

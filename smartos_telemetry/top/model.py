@@ -137,20 +137,6 @@ class Frame:
                            "restarts": self.health.restarts}}
 
 
-class _IntervalReducer(SnapshotReducer):
-    """The meters' reducer, keeping each zone's interval histogram for drill-down."""
-
-    histograms = {}
-
-    def reduce(self, snapshots, generation=0, zones=None):
-        self.histograms = {}
-        return super().reduce(snapshots, generation, zones)
-
-    def _distribution(self, meter, zone, interval, sums):
-        self.histograms[(meter.name, zone)] = interval.delta
-        return super()._distribution(meter, zone, interval, sums)
-
-
 class CgroupCpu:
     """CPU use of Linux zones from their cgroup's ``cpu.stat`` (``usage_usec``)."""
 
@@ -221,7 +207,7 @@ class TopModel:
         self.cpu = cpu
         self.clock = clock
         self.wallclock = wallclock
-        self.reducer = _IntervalReducer(engines.platform, engines.name)
+        self.reducer = SnapshotReducer(engines.platform, engines.name, keep_histograms=True)
         self.kinds = {m.name: m.kind for m in self.reducer.meters}
         if cpu is not None:
             self.kinds[CPU_UTIL] = "util"
@@ -278,7 +264,7 @@ class TopModel:
             if added and zone is not None:
                 rows[zone.id].meters[s.name] += added
         merged = {}
-        for (meter, key), hist in self.reducer.histograms.items():
+        for (meter, key), hist in self.reducer.interval_histograms.items():
             zone = owner(key)
             if zone is not None and hist.buckets:
                 k = (zone.id, meter)
