@@ -12,6 +12,8 @@ program; they are read through bpftrace's program fds (bench/bpf_stats.py)
 before and after the workload, and ns/event = delta run_time_ns / delta
 run_cnt.  For the run queue, "per switch" is the cost of all its programs
 over the context switches: the issue's target is at most 5x the empty one.
+A third program, one hash-map lookup per switch, shows what the least
+per-task state costs on this machine.
 Start-to-ready is the time from start() to the moment every probe is
 attached (BEGIN ran).
 
@@ -41,6 +43,9 @@ from smartos_telemetry.engines.bpftrace.engine import BpftraceEngine  # noqa: E4
 SCRIPTS = os.path.join(os.path.dirname(HERE), "d_scripts", "linux")
 RESULTS = os.path.join(HERE, "results", "bpftrace_probe_cost.txt")
 EMPTY = "tracepoint:sched:sched_switch { }\n"
+# the least any per-task state costs: one hash-map lookup per switch
+ONE_LOOKUP = ("BEGIN { @m[0] = 0; }\n"
+              "tracepoint:sched:sched_switch { $t = @m[args->next_pid]; }\n")
 
 
 def measure(script, seconds, starts):
@@ -51,14 +56,18 @@ def measure(script, seconds, starts):
         with BpftraceEngine(source, script) as e:
             ready.append(e.ready_after)
     with EmptyRawTracepoint() as raw, BpftraceEngine(EMPTY, "empty.bt") as empty, \
+            BpftraceEngine(ONE_LOOKUP, "lookup.bt") as lookup, \
             BpftraceEngine(source, script) as engine:
         ready.append(engine.ready_after)
-        before = prog_stats(engine.pid), prog_stats(empty.pid), raw.stats()
+        before = (prog_stats(engine.pid), prog_stats(empty.pid), raw.stats(),
+                  prog_stats(lookup.pid))
         WORKLOADS.get(script.rsplit(".", 1)[0], time.sleep)(seconds)
         costs = per_event(before[0], prog_stats(engine.pid))
         baseline = per_event(before[1], prog_stats(empty.pid))
         raw_cost = per_event({"raw": before[2]}, {"raw": raw.stats()})
-    return costs, baseline.get("sched_switch"), raw_cost.get("raw"), ready
+        one_lookup = per_event(before[3], prog_stats(lookup.pid))
+    return (costs, baseline.get("sched_switch"), raw_cost.get("raw"),
+            one_lookup.get("sched_switch"), ready)
 
 
 def main():
@@ -73,12 +82,13 @@ def main():
              "over the workload only", ""]
     with stats_enabled():
         for script in sorted(f"{stem}.bt" for stem in WORKLOADS):
-            costs, empty, raw, ready = measure(script, args.seconds, args.starts)
+            costs, empty, raw, lookup, ready = measure(script, args.seconds, args.starts)
             lines.append(f"{script}: start-to-ready median {statistics.median(ready):.2f} s "
                          f"(min {min(ready):.2f}, max {max(ready):.2f}, n={len(ready)})")
             baselines = [(label, cost) for label, cost in
                          (("empty sched_switch (baseline)", empty),
-                          ("empty raw BPF sched_switch", raw)) if cost]
+                          ("empty raw BPF sched_switch", raw),
+                          ("one map lookup per sched_switch", lookup)) if cost]
             lines += cost_lines(costs, baselines)
             lines.append("")
     text = "\n".join(lines)
