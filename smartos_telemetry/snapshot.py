@@ -257,7 +257,9 @@ class Aggregation:
             target = new_key(key)
             if target is None:
                 continue
-            rows[target] = _merge(self.action, rows[target], value) if target in rows else value
+            if target in rows:
+                value = merge_values(self.action, rows[target], value)
+            rows[target] = value
         return Aggregation(self.name, self.action, rows)
 
     def as_dict(self):
@@ -274,7 +276,10 @@ class Aggregation:
 _ZERO = {"avg": Average(0, 0), "stddev": StdDev(0, 0, 0)}
 
 
-def _merge(action, a, b):
+def merge_values(action, a, b):
+    """One row's two values, merged as ``action`` merges: counts, sums,
+    averages, deviations and histograms add up; min and max keep the
+    extreme."""
     if action == "min":
         return min(a, b)
     if action == "max":

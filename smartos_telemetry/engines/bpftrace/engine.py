@@ -59,7 +59,7 @@ from smartos_telemetry.errors import (
     ProbeNotFound,
     ScriptCompileError,
 )
-from smartos_telemetry.snapshot import Aggregation, Average, EngineHealth, Histogram, Snapshot
+from smartos_telemetry.snapshot import Aggregation, EngineHealth, Snapshot, merge_values
 
 LOG = logging.getLogger(__name__)
 
@@ -109,20 +109,8 @@ def parse_options(options):
     return parsed
 
 
-def merge(action, a, b):
-    """Two cumulative values of one row (dead child's + live child's)."""
-    if action == "min":
-        return min(a, b)
-    if action == "max":
-        return max(a, b)
-    if isinstance(a, Histogram):
-        return a.plus(b)
-    if isinstance(a, Average):
-        return Average(a.count + b.count, a.total + b.total)
-    return a + b
-
-
 def merge_aggregations(base, current):
+    """A dead child's last cumulative rows and the live child's, added up."""
     out = dict(base)
     for name, agg in current.items():
         old = out.get(name)
@@ -131,7 +119,7 @@ def merge_aggregations(base, current):
             continue
         rows = dict(old.rows)
         for key, value in agg.rows.items():
-            rows[key] = merge(agg.action, rows[key], value) if key in rows else value
+            rows[key] = merge_values(agg.action, rows[key], value) if key in rows else value
         out[name] = Aggregation(name, agg.action, rows)
     return out
 
