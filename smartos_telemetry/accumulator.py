@@ -106,22 +106,26 @@ class Accumulator:
                 state.raw = _empty_like(state.raw)
             self._generation = generation
         out = {}
+        zones = self._zones
         for zone, raw in rows.items():
-            state = self._zones.get(zone)
+            state = zones.get(zone)
             if state is None:
                 # a zone first seen now: everything the engine has for it
                 # happened since the engine started, i.e. after our baseline
-                state = self._zones[zone] = _ZoneState(_empty_like(raw), 0, now)
-            elif raw == state.raw:  # idle: nothing to subtract
-                state.seen = now
-                out[zone] = _interval(Interval, (_empty_like(raw), state.total))
-                continue
+                state = zones[zone] = _ZoneState(_empty_like(raw), 0, now)
+            state.seen = now
             if isinstance(raw, Histogram):
-                delta = raw.minus(state.raw)
+                delta = raw.minus(state.raw)  # no buckets when idle
                 counts = delta.counts
-                added, backwards = sum(counts), bool(counts) and min(counts) < 0
+                if not counts:
+                    out[zone] = _interval(Interval, (delta, state.total))
+                    continue
+                added, backwards = sum(counts), min(counts) < 0
             else:
                 delta = raw - state.raw
+                if not delta:
+                    out[zone] = _interval(Interval, (0, state.total))
+                    continue
                 added, backwards = delta, delta < 0
             if backwards:
                 LOG.info("%s: zone %s went backwards; taking it as a fresh start",
@@ -130,7 +134,6 @@ class Accumulator:
                 added, _ = _size_and_sign(raw)
             state.raw = raw
             state.total += added
-            state.seen = now
             out[zone] = _interval(Interval, (delta, state.total))
         self._expire(now)
         return out
