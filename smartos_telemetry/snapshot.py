@@ -47,8 +47,7 @@ class Bucket(typing.NamedTuple):
 
     Open-ended buckets use the int64 limits: an underflow bucket has
     ``low == INT64_MIN``, an overflow bucket ``high == INT64_MAX``.  A named
-    tuple: immutable, ordered by (low, high), and cheap to make by the
-    hundred thousand on every poll.
+    tuple: immutable and ordered by (low, high).
     """
 
     low: int
@@ -57,8 +56,6 @@ class Bucket(typing.NamedTuple):
 
     def as_dict(self):
         return {"low": self.low, "high": self.high, "count": self.count}
-
-
 
 
 class Histogram:
@@ -72,7 +69,7 @@ class Histogram:
     runs in C over whole tuples instead of bucket by bucket in Python: a busy
     host has thousands of zone histograms to subtract and read percentiles
     from on every poll.  :attr:`buckets` gives the same data as
-    :class:`Bucket` triples.
+    :class:`Bucket` triples.  Treat it as immutable (it is hashable).
     """
 
     __slots__ = ("lows", "highs", "counts")
@@ -117,9 +114,6 @@ class Histogram:
 
     def __repr__(self):
         return f"Histogram({self.buckets!r})"
-
-    def __bool__(self):
-        return True
 
     def minus(self, earlier):
         """Events added since ``earlier`` (a snapshot of the same histogram).
