@@ -48,12 +48,9 @@ class Interval(typing.NamedTuple):
 _interval = tuple.__new__
 
 
-def _size_and_sign(delta):
-    """``(events or value added, True if anything went backwards)``, one pass."""
-    if isinstance(delta, Histogram):
-        counts = delta.counts
-        return sum(counts), bool(counts) and min(counts) < 0
-    return delta, delta < 0
+def _size(value):
+    """Events in a histogram, or the value of a counter."""
+    return value.count if isinstance(value, Histogram) else value
 
 
 def _empty_like(value):
@@ -131,7 +128,7 @@ class Accumulator:
                 LOG.info("%s: zone %s went backwards; taking it as a fresh start",
                          self.name, zone)
                 delta = raw
-                added, _ = _size_and_sign(raw)
+                added = _size(raw)
             state.raw = raw
             state.total += added
             out[zone] = _interval(Interval, (delta, state.total))

@@ -127,9 +127,9 @@ class Histogram:
         """
         if not earlier.counts:
             return self
-        if self.counts == earlier.counts and self.lows == earlier.lows:
-            return _NO_EVENTS  # an idle zone: the common case
         if self.lows == earlier.lows:
+            if self.counts == earlier.counts:
+                return _NO_EVENTS  # an idle zone: the common case
             return Histogram._of(self.lows, self.highs,
                                  tuple(map(operator.sub, self.counts, earlier.counts)))
         changes = self._by_bounds()

@@ -266,7 +266,7 @@ class TopModel:
         merged = {}
         for (meter, key), hist in self.reducer.interval_histograms.items():
             zone = owner(key)
-            if zone is not None and hist.buckets:
+            if zone is not None and hist.counts:
                 k = (zone.id, meter)
                 merged[k] = merged[k].plus(hist) if k in merged else hist
         for (zone_id, meter), hist in merged.items():

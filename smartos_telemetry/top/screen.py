@@ -159,7 +159,7 @@ class View:
                      "  " + "  ".join(f"{s} {m.fmt_ns(stats[s])}"
                                       for s in ("p50", "p95", "p99", "max"))]
             hist = row.histograms.get(meter)
-            if hist is not None and hist.buckets:
+            if hist is not None and hist.counts:
                 block.extend(histogram_lines(m.power_of_two(hist)))
             else:
                 block.append("  no events in this interval")
