@@ -85,6 +85,9 @@ class Accumulator:
     def __len__(self):
         return len(self._zones)
 
+    def __contains__(self, zone):
+        return zone in self._zones
+
     def zones(self):
         return list(self._zones)
 

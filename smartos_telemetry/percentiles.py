@@ -10,10 +10,10 @@ Open-ended buckets (an int64 limit as a bound) are clamped to their finite
 bound: a percentile in the overflow bucket reads as that bucket's low bound.
 """
 
-import bisect
-import itertools
 import math
-import operator
+from bisect import bisect_left
+from itertools import accumulate
+from operator import add, mul
 
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
@@ -84,29 +84,35 @@ def interval_stats(histogram):
     The meters read these from every busy zone's interval histogram on every
     poll, so the walk over buckets happens in C: running totals by
     ``accumulate``, each rank's bucket (and the highest non-empty one, the
-    max) by ``bisect``, the midpoint sum as a dot product.  Same definitions
-    as :func:`quantiles` and :func:`maximum`; empty buckets are allowed.
-    Returns None for an interval without events.
+    max) by ``bisect``, the midpoint sum as one dot product with the
+    layout's cached ``low + high`` sums.  Same definitions as
+    :func:`quantiles` and :func:`maximum` (ranks in exact integer
+    arithmetic); empty buckets are allowed.  Returns None for an interval
+    without events.
     """
     counts = histogram.counts
     if not counts:
         return None
-    running = list(itertools.accumulate(counts))
+    running = list(accumulate(counts))
     total = running[-1]
     if total <= 0:
         return None
     lows, highs = histogram.lows, histogram.highs
     if lows[0] == INT64_MIN or highs[-1] == INT64_MAX:
         lows, highs = _clamped(lows, highs)
-    out = []
-    for rank in (math.ceil(0.5 * total), math.ceil(0.95 * total), math.ceil(0.99 * total)):
-        i = bisect.bisect_left(running, rank)
-        # the rank-th event's place among its bucket's events, spread evenly
-        out.append(lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5)
-                   / counts[i])
-    out.append(highs[bisect.bisect_left(running, total)])
-    out.append(sum(map(operator.mul, counts, _midpoints(lows, highs))))
-    return tuple(out)
+    # the rank-th event's place among its bucket's events, spread evenly;
+    # ranks ceil(0.5 n), ceil(0.95 n), ceil(0.99 n), each at or above the last
+    rank = (total + 1) // 2
+    i = bisect_left(running, rank)
+    p50 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
+    rank = -(-total * 95 // 100)
+    i = bisect_left(running, rank, i)
+    p95 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
+    rank = -(-total * 99 // 100)
+    i = bisect_left(running, rank, i)
+    p99 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
+    top = highs[bisect_left(running, total, i)]
+    return p50, p95, p99, top, sum(map(mul, counts, _bound_sums(lows, highs))) / 2
 
 
 def _clamped(lows, highs):
@@ -119,19 +125,19 @@ def _clamped(lows, highs):
     return tuple(lows), tuple(highs)
 
 
-#: bucket layout (lows) -> (highs, midpoints): a zone's layout rarely changes
-#: between polls, and many zones share one
-_MIDPOINTS = {}
-_MIDPOINTS_MAX = 4096
+#: bucket layout (lows) -> (highs, low + high of each bucket): a zone's
+#: layout rarely changes between polls, and many zones share one
+_BOUND_SUMS = {}
+_BOUND_SUMS_MAX = 4096
 
 
-def _midpoints(lows, highs):
-    """Each bucket's midpoint (finite bounds)."""
-    cached = _MIDPOINTS.get(lows)
+def _bound_sums(lows, highs):
+    """Each bucket's ``low + high`` (twice its midpoint, exact; finite bounds)."""
+    cached = _BOUND_SUMS.get(lows)
     if cached is not None and cached[0] == highs:
         return cached[1]
-    mids = [(low + high) / 2 for low, high in zip(lows, highs, strict=True)]
-    if len(_MIDPOINTS) >= _MIDPOINTS_MAX:
-        _MIDPOINTS.clear()
-    _MIDPOINTS[lows] = (highs, mids)
-    return mids
+    sums = list(map(add, lows, highs))
+    if len(_BOUND_SUMS) >= _BOUND_SUMS_MAX:
+        _BOUND_SUMS.clear()
+    _BOUND_SUMS[lows] = (highs, sums)
+    return sums

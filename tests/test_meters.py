@@ -77,6 +77,23 @@ def test_distribution_samples_per_interval_and_cumulative():
     assert idle["cpu.runqueue.latency.count"].volume == 150
 
 
+
+def test_a_forgotten_zone_that_returns_starts_its_sum_estimate_afresh():
+    # ttl=0: a zone missing from one poll is forgotten at once
+    r = SnapshotReducer("linux", "bpftrace", ttl=0.0)
+    h44, h45 = hist((1000, 1099, 90), (10000, 10999, 10)), hist((2000, 2199, 4))
+    r.reduce({"linux/runqueue.bt": snap({"runq_ns": {(44,): h44, (45,): h45}})})
+    h45 = hist((2000, 2199, 6))
+    r.reduce({"linux/runqueue.bt": snap({"runq_ns": {(45,): h45}})})  # 44 gone
+    back = r.reduce({"linux/runqueue.bt": snap({"runq_ns": {(44,): h44, (45,): h45}})})
+    s44, s45 = by_name(back, 44), by_name(back, 45)
+    # 44 is new again: its count and sum start from what the engine holds
+    assert s44["cpu.runqueue.latency.count"].volume == 100
+    assert s44["cpu.runqueue.latency.sum"].volume == 90 * 1049.5 + 10 * 10499.5
+    # 45 never left: its estimate went on adding up
+    assert s45["cpu.runqueue.latency.count"].volume == 6
+    assert s45["cpu.runqueue.latency.sum"].volume == 6 * 2099.5
+
 def test_counters_never_go_backwards_when_a_new_engine_takes_over():
     r = SnapshotReducer("linux", "bpftrace")
     r.reduce({"linux/tcp.bt": snap({"retransmits": {(44,): 5}})}, generation=1)

@@ -127,7 +127,7 @@ class SnapshotReducer:
         unit = meter.unit
         p50, p95, p99, top, count, total = (f"{meter.name}.{s}" for s in (
             "p50", "p95", "p99", "max", "count", "sum"))
-        estimates = self._estimated_sums
+        estimates = self._estimated_sums.setdefault(meter.name, {})
         for zone, interval in intervals.items():
             stats = interval_stats(interval.delta)
             midpoints = 0.0
@@ -142,15 +142,16 @@ class SnapshotReducer:
             if sums is not None and zone in sums:
                 value = sums[zone].total
             else:
-                key = (meter.name, zone)
-                value = estimates[key] = estimates.get(key, 0.0) + midpoints
+                value = estimates[zone] = estimates.get(zone, 0.0) + midpoints
             out += (_sample(MeterSample, (count, "cumulative", "event", interval.total, zone)),
                     _sample(MeterSample, (total, "cumulative", unit, value, zone)))
 
     def _forget_estimates(self, name, acc_key):
-        tracked = set(self._accumulators[acc_key].zones())
-        for key in [k for k in self._estimated_sums if k[0] == name and k[1] not in tracked]:
-            del self._estimated_sums[key]
+        """Drop the estimated sums of zones the accumulator has forgotten."""
+        estimates = self._estimated_sums.get(name, {})
+        acc = self._accumulators[acc_key]
+        for zone in [z for z in estimates if z not in acc]:
+            del estimates[zone]
 
     def _health(self, snapshots, generation):
         if not snapshots:
