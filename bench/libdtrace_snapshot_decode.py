@@ -2,9 +2,12 @@
 
 Builds an aggregation of 10,000 keys, each holding a quantize() value, in
 the kernel (one getppid() call per key from this process), then times
-consumer.snapshot() -- dtrace_status, dtrace_aggregate_snap, the walk and
-our decoding -- several times, every key updated between snapshots.  Writes the figures to
-bench/results/libdtrace_snapshot_decode.txt.
+consumer.snapshot() -- dtrace_status, dtrace_work (which may block for up to
+the switchrate, 100 ms), dtrace_aggregate_snap, the walk and our decoding --
+several times, every key updated between snapshots, and checks that every
+snapshot holds every event.  Writes the figures to
+bench/results/libdtrace_snapshot_decode.txt.  BENCH_KEYS and BENCH_AGGSIZE
+change the number of keys (10000) and the aggregation buffer (64m).
 
 Run inside the sandbox:  tools/dtrace-sandbox run -- python3 bench/libdtrace_snapshot_decode.py
 """
@@ -18,6 +21,7 @@ import time
 from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
 
 KEYS = int(os.environ.get("BENCH_KEYS", "10000"))
+AGGSIZE = os.environ.get("BENCH_AGGSIZE", "64m")
 ROUNDS = 5
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                    "libdtrace_snapshot_decode.txt")
@@ -27,17 +31,22 @@ def main():
     src = ("long n;\n"
            f"syscall::getppid:entry /pid == {os.getpid()}/ "
            f"{{ @lat[n % {KEYS}] = quantize(n * 7919 % 1000000); n++; }}")
-    with DTraceConsumer(src, "bench.d", options={"aggsize": "64m"}) as c:
+    with DTraceConsumer(src, "bench.d", options={"aggsize": AGGSIZE}) as c:
         for _ in range(KEYS):
             os.getppid()
         time.sleep(1.5)
-        times, snaps, walks = [], [], []
+        times, snaps, walks, stale = [], [], [], []
+        calls = KEYS
         for _ in range(ROUNDS):
             for _ in range(KEYS):  # every key changes between snapshots
                 os.getppid()
+            calls += KEYS
             t0 = time.perf_counter()
             snap = c.snapshot()
             times.append(time.perf_counter() - t0)
+            events = sum(h.count for h in snap["lat"].rows.values())
+            if events != calls:
+                stale.append(f"{events} of {calls} events")
         # the two halves: libdtrace reading the kernel (status, work,
         # dtrace_aggregate_snap) and our walk + decode into typed values
         for _ in range(ROUNDS):
@@ -62,7 +71,7 @@ def main():
         f"snapshot+decode seconds over {ROUNDS} rounds: best {best:.3f}, median {median:.3f}",
         f"records decoded per second (median): {rows / median:,.0f}",
         f"snapshot+decode per key (median): {median / rows * 1e6:.1f} us",
-        f"  libdtrace status + aggregate_snap (median): "
+        f"  libdtrace status + work + aggregate_snap (median): "
         f"{statistics.median(snaps) / rows * 1e6:.1f} us/key",
         f"  dtrace_aggregate_walk + decode into typed values (median): "
         f"{statistics.median(walks) / rows * 1e6:.1f} us/key",
@@ -75,6 +84,8 @@ def main():
         f.write(text)
     if rows < KEYS:
         sys.exit(f"only {rows} keys reached the snapshot (expected {KEYS})")
+    if stale:
+        sys.exit(f"stale snapshots: {', '.join(stale)}")
 
 
 if __name__ == "__main__":

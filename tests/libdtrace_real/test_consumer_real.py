@@ -168,6 +168,22 @@ def test_snapshots_are_cumulative_and_deltas_are_per_interval():
 
 
 @in_own_process
+def test_every_snapshot_holds_every_event_before_it():
+    # Oracle 2.0.7's dtrace_aggregate_snap returns what the last dtrace_work
+    # read: without dtrace_work in snapshot(), snapshots taken less than a
+    # keep-alive round apart repeated old values
+    src = f"syscall::getppid:entry /pid == {os.getpid()}/ {{ @n = count(); }}"
+    seen = []
+    with consumer(src) as c:
+        for _ in range(5):
+            for _ in range(100):
+                os.getppid()
+            seen.append(c.snapshot()["n"].rows[()])
+            time.sleep(0.2)
+    assert seen == [100, 200, 300, 400, 500]
+
+
+@in_own_process
 def test_syntax_error_has_libdtrace_message_and_line():
     with pytest.raises(ScriptCompileError) as info:
         consumer("BEGIN\n{\n  @x = count(;\n}\n").start()

@@ -408,10 +408,12 @@ class DTraceConsumer(Engine):
         if self._death:
             raise EngineDied(ENGINE, self._death)
         b = self._binding
-        # status only: dtrace_work (principal buffer, drops, errors) may block
-        # for up to the switchrate on Oracle and runs in the keep-alive thread
-        if b.lib.dtrace_status(self._handle) == b.lib.DTRACE_STATUS_ERROR:
-            self._die(f"dtrace_status failed: {b.errmsg(self._handle)}")
+        # status + work first: Oracle 2.0.7's dtrace_aggregate_snap returns
+        # what the last dtrace_work read, so without it a snapshot is as old
+        # as the keep-alive's last round (up to a second; seen on 2.0.7).
+        # dtrace_work may block for up to the switchrate (100 ms at 10hz);
+        # it also brings drops, errors and output up to date.
+        self._poll_locked()
         if self._death:
             raise EngineDied(ENGINE, self._death)
         if b.lib.dtrace_aggregate_snap(self._handle) != 0:
