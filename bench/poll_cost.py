@@ -2,20 +2,19 @@
 and 1,000 zones.
 
 Synthetic but realistic snapshots: per zone, the Linux bpftrace meters --
-three latency histograms of 40 non-empty log-linear buckets each and two
+four latency histograms of 40 non-empty log-linear buckets each and two
 counters -- cumulative, every zone changing every poll.  Measures the
 reduction only (accumulators, percentiles, samples), the engine-neutral part
 of a poll; the engines' own read cost is in the engine benchmarks.  Target:
 linear growth, under 50 ms for 1,000 zones.  Writes bench/results/poll_cost.txt.
 
-The interpreter matters as much as the code: the same code runs about 1.3-1.5x
+The interpreter matters as much as the code: the same code runs about 1.3-1.6x
 faster on Debian's packaged python3 (a static interpreter; what
 python3-ceilometer runs on) than on this sandbox's default python3, a pyenv
 build with a shared libpython configured without --enable-optimizations.
-So every interpreter given with
-``--python`` (default: this one and /usr/bin/python3, when that is the same
-Python version) is measured, in alternating rounds of one run, using this
-interpreter's installed packages.
+So every interpreter given with ``--python`` (default: this one and
+/usr/bin/python3, when that is the same Python version) is measured, in
+alternating rounds of one run, using this interpreter's installed packages.
 
 Run:  $(tools/bootstrap --venv)/bin/python bench/poll_cost.py
 """
