@@ -18,10 +18,18 @@ from operator import add, mul
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
 
-def _finite(bucket):
-    low = bucket.high if bucket.low == INT64_MIN else bucket.low
-    high = bucket.low if bucket.high == INT64_MAX else bucket.high
-    return low, high
+def _finite_bounds(histogram):
+    """``(lows, highs)`` with an open-ended first or last bucket clamped to
+    its finite bound (only the ends can be open)."""
+    lows, highs = histogram.lows, histogram.highs
+    if not lows or (lows[0] != INT64_MIN and highs[-1] != INT64_MAX):
+        return lows, highs
+    lows, highs = list(lows), list(highs)
+    if lows[0] == INT64_MIN:
+        lows[0] = highs[0]
+    if highs[-1] == INT64_MAX:
+        highs[-1] = lows[-1]
+    return tuple(lows), tuple(highs)
 
 
 def quantiles(histogram, fractions):
@@ -34,25 +42,25 @@ def quantiles(histogram, fractions):
     for q in fractions:
         if not 0 < q <= 1:
             raise ValueError(f"percentile fraction must be in (0, 1], not {q}")
-    buckets = histogram.buckets
-    total = sum(b.count for b in buckets)
+    counts = histogram.counts
+    total = sum(counts)
     if total <= 0:
         return [None] * len(fractions)
+    lows, highs = _finite_bounds(histogram)
     wanted = sorted((max(1, math.ceil(q * total)), i) for i, q in enumerate(fractions))
     out = [None] * len(fractions)
     seen, k = 0, 0
-    for bucket in buckets:
-        upto = seen + bucket.count
+    for b, count in enumerate(counts):
+        upto = seen + count
         while k < len(wanted) and wanted[k][0] <= upto:
             rank, i = wanted[k]
-            low, high = _finite(bucket)
             # the rank-th event's place among this bucket's events, spread
             # evenly over [low, high]
-            out[i] = low + (high - low) * (rank - seen - 0.5) / bucket.count
+            out[i] = lows[b] + (highs[b] - lows[b]) * (rank - seen - 0.5) / count
             k += 1
         seen = upto
     for _, i in wanted[k:]:  # only if counts were inconsistent
-        out[i] = _finite(buckets[-1])[1]
+        out[i] = highs[-1]
     return out
 
 
@@ -63,10 +71,10 @@ def percentile(histogram, q):
 
 def maximum(histogram):
     """Upper bound of the highest non-empty bucket (None when empty)."""
-    filled = [b for b in histogram.buckets if b.count]
+    filled = [b for b, count in enumerate(histogram.counts) if count]
     if not filled:
         return None
-    return _finite(filled[-1])[1]
+    return _finite_bounds(histogram)[1][filled[-1]]
 
 
 def summary(histogram, fractions=(0.5, 0.95, 0.99)):
@@ -97,11 +105,11 @@ def interval_stats(histogram):
     total = running[-1]
     if total <= 0:
         return None
-    lows, highs = histogram.lows, histogram.highs
-    if lows[0] == INT64_MIN or highs[-1] == INT64_MAX:
-        lows, highs = _clamped(lows, highs)
+    lows, highs = _finite_bounds(histogram)
     # the rank-th event's place among its bucket's events, spread evenly;
-    # ranks ceil(0.5 n), ceil(0.95 n), ceil(0.99 n), each at or above the last
+    # ranks ceil(0.5 n), ceil(0.95 n), ceil(0.99 n), each at or above the
+    # last.  Written out three times, not looped: this runs for every busy
+    # zone and meter of every poll, and a loop took about 15% longer.
     rank = (total + 1) // 2
     i = bisect_left(running, rank)
     p50 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
@@ -113,16 +121,6 @@ def interval_stats(histogram):
     p99 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
     top = highs[bisect_left(running, total, i)]
     return p50, p95, p99, top, sum(map(mul, counts, _bound_sums(lows, highs))) / 2
-
-
-def _clamped(lows, highs):
-    """Open-ended first and last buckets clamped to their finite bound."""
-    lows, highs = list(lows), list(highs)
-    if lows[0] == INT64_MIN:
-        lows[0] = highs[0]
-    if highs[-1] == INT64_MAX:
-        highs[-1] = lows[-1]
-    return tuple(lows), tuple(highs)
 
 
 #: bucket layout (lows) -> (highs, low + high of each bucket): a zone's

@@ -77,7 +77,6 @@ def test_distribution_samples_per_interval_and_cumulative():
     assert idle["cpu.runqueue.latency.count"].volume == 150
 
 
-
 def test_a_forgotten_zone_that_returns_starts_its_sum_estimate_afresh():
     # ttl=0: a zone missing from one poll is forgotten at once
     r = SnapshotReducer("linux", "bpftrace", ttl=0.0)
@@ -93,6 +92,7 @@ def test_a_forgotten_zone_that_returns_starts_its_sum_estimate_afresh():
     # 45 never left: its estimate went on adding up
     assert s45["cpu.runqueue.latency.count"].volume == 6
     assert s45["cpu.runqueue.latency.sum"].volume == 6 * 2099.5
+
 
 def test_counters_never_go_backwards_when_a_new_engine_takes_over():
     r = SnapshotReducer("linux", "bpftrace")
