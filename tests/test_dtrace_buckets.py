@@ -9,11 +9,39 @@ def contiguous(bounds):
     return all(hi + 1 == lo for (_, hi), (lo, _) in pairs if lo <= hi)
 
 
+def kernel_quantize_bucket(value):
+    """The bucket illumos puts ``value`` in: dtrace_aggregate_quantize
+    (uts/common/dtrace/dtrace.c), loop for loop."""
+    zero, nbuckets = 63, 127
+    if value < 0:
+        for i in range(zero):
+            if value <= buckets.quantize_bucket_value(i):
+                return i
+        raise AssertionError("unreachable in the kernel (ASSERT(0))")
+    for i in range(zero + 1, nbuckets):
+        if value < buckets.quantize_bucket_value(i):
+            return i - 1
+    return nbuckets - 1
+
+
 def test_quantize_covers_int64_in_power_of_two_steps():
     b = buckets.quantize_bounds()
     assert len(b) == 127 and b[0][0] == INT64_MIN and b[-1][1] == INT64_MAX
     assert b[63] == (0, 0) and b[64] == (1, 1) and b[65] == (2, 3) and b[62] == (-1, -1)
     assert contiguous(b)
+
+
+def test_negative_quantize_buckets_hold_what_the_kernel_puts_there():
+    # bucket i below zero holds (BUCKETVAL(i-1), BUCKETVAL(i)]
+    b = buckets.quantize_bounds()
+    assert b[61] == (-3, -2) and b[60] == (-7, -4) and b[0] == (INT64_MIN, -(2**62))
+    assert b[1] == (-(2**62) + 1, -(2**61))
+    values = [INT64_MIN, -(2**62) - 1, -(2**62), -(2**62) + 1, INT64_MAX, 2**62, 2**62 - 1]
+    for k in range(63):
+        values += [-(2**k) - 1, -(2**k), -(2**k) + 1, 2**k - 1, 2**k, 2**k + 1]
+    for v in values:
+        low, high = b[kernel_quantize_bucket(v)]
+        assert low <= v <= high, (v, kernel_quantize_bucket(v), low, high)
 
 
 def test_lquantize_parameters_and_bounds():

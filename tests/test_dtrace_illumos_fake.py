@@ -75,7 +75,7 @@ def test_quantize_buckets(fake_binding):
     snap, _ = run(fake_binding)
     hist = snap["pow2"].rows[(7,)]
     assert hist.buckets == (
-        Bucket(-4, -3, 1), Bucket(0, 0, 2), Bucket(1, 1, 3), Bucket(64, 127, 5))
+        Bucket(-7, -4, 1), Bucket(0, 0, 2), Bucket(1, 1, 3), Bucket(64, 127, 5))
 
 
 def test_lquantize_buckets_read_the_leading_parameter_word(fake_binding):

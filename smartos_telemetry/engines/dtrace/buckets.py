@@ -25,7 +25,11 @@ QUANTIZE_ZEROBUCKET = 63
 
 
 def quantize_bucket_value(bucket):
-    """The lowest value that lands in power-of-two bucket ``bucket``."""
+    """``DTRACE_QUANTIZE_BUCKETVAL(bucket)`` of illumos <sys/dtrace.h>.
+
+    For the zero bucket and above it is the lowest value the bucket holds;
+    below zero it is the value of the bucket nearest zero, its *highest*.
+    """
     if bucket < QUANTIZE_ZEROBUCKET:
         return -(1 << (QUANTIZE_ZEROBUCKET - 1 - bucket))
     if bucket == QUANTIZE_ZEROBUCKET:
@@ -36,13 +40,24 @@ def quantize_bucket_value(bucket):
 def quantize_bounds():
     """Bounds of the 127 buckets of ``quantize()``.
 
-    Bucket 0 holds everything below -2^61 (its low is INT64_MIN); the
-    zero bucket holds exactly 0; the last holds 2^62 and above.
+    The kernel's rule (illumos uts/common/dtrace/dtrace.c,
+    dtrace_aggregate_quantize): a negative value goes into the first bucket
+    i with ``value <= BUCKETVAL(i)``, so negative bucket i holds
+    ``(BUCKETVAL(i-1), BUCKETVAL(i)]`` -- bucket 62 is -1, bucket 61 is
+    -3..-2, bucket 60 is -7..-4 and bucket 0 everything at or below -2^62;
+    a value >= 0 goes into the last bucket i with ``BUCKETVAL(i) <= value``,
+    so bucket 63 + k holds ``[2^(k-1), 2^k - 1]`` and the last holds 2^62
+    and above.
     """
     bounds = []
     for b in range(QUANTIZE_NBUCKETS):
-        low = INT64_MIN if b == 0 else quantize_bucket_value(b)
-        high = INT64_MAX if b == QUANTIZE_NBUCKETS - 1 else quantize_bucket_value(b + 1) - 1
+        if b < QUANTIZE_ZEROBUCKET:
+            low = INT64_MIN if b == 0 else quantize_bucket_value(b - 1) + 1
+            high = quantize_bucket_value(b)
+        else:
+            low = quantize_bucket_value(b)
+            high = (INT64_MAX if b == QUANTIZE_NBUCKETS - 1
+                    else quantize_bucket_value(b + 1) - 1)
         bounds.append((low, high))
     return bounds
 
