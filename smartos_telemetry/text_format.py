@@ -9,6 +9,32 @@ from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Average, Histogram,
 
 BAR_WIDTH = 40
 
+#: what a character that cannot be shown becomes: the common C escapes, else
+#: its code point (``\x1b``, ``\u202e``)
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def display_text(text):
+    """``text`` as it may be shown on a terminal, in a table or a picture:
+    every character that is not printable (control characters, escape
+    sequences' ESC, bidirectional overrides, zero-width marks) escaped as
+    ``\\n``, ``\\x1b``, ``\\u202e``.  Names come from tenants (instance
+    names, container names): raw, they could move the cursor, recolour the
+    terminal or make two names look alike.  None stays None."""
+    if text is None:
+        return None
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _ESCAPES.get(c) or _code_point(ord(c))
+                   for c in text)
+
+
+def _code_point(n):
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
 
 def _bound(value):
     if value == INT64_MIN:

@@ -34,6 +34,7 @@ from smartos_telemetry.meters import catalogue
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
 from smartos_telemetry.top import batch
 from smartos_telemetry.top import model as m
+from smartos_telemetry.top import names as names_mod
 from smartos_telemetry.zones import Zone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -174,6 +175,72 @@ def test_formatting_fits_80_columns_and_uses_a_wide_terminal():
     assert len(wide) == len(m.COLUMNS)
     assert dict((c.id, w) for c, w in wide)["instance"] == 36
     assert len(m.header_line(wide)) <= 160
+
+
+def nova_rows(count=10, start=0x90):
+    """Nova-like zones whose names and UUIDs differ only at the end."""
+    return [m.ZoneRow(Zone(i, f"instance-{i:08x}", "libvirt",
+                           f"5f2b1c3e-0000-4000-8000-{i:012d}"), {})
+            for i in range(start, start + count)] + [m.ZoneRow(Zone(None, "(host)", "host"), {})]
+
+
+def table_frame(rows):
+    return m.Frame(0.0, "bpftrace", "linux", 2.0, rows, EngineHealth(), ())
+
+
+def name_cells(rows, width):
+    """Each row's ZONE and INSTANCE cells as a table ``width`` wide shows them."""
+    layout = m.fit(m.COLUMNS, width, rows)
+    assert len(m.header_line(layout)) <= width
+    frame = table_frame(rows)
+    out = []
+    for row in rows:
+        line = m.row_line(frame, row, layout)
+        assert len(line) <= width
+        shown = dict((c.id, w) for c, w in layout)
+        cut = line[:shown["name"]], line[shown["name"] + 1:][:shown.get("instance", 0)]
+        out.append(cut)
+    return out
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_names_that_differ_only_at_the_end_stay_apart_cut_in_the_middle(width):
+    rows = nova_rows()
+    cells = name_cells(rows, width)
+    names = [n.strip() for n, _ in cells]
+    assert len(set(names)) == len(rows), names  # no two zones look alike
+    for (name, uuid), row in zip(cells, rows, strict=True):
+        full = row.zone.name
+        if name.strip() != full:  # cut: both ends kept
+            head, _, tail = name.strip().partition(names_mod.ELLIPSIS)
+            assert full.startswith(head) and full.endswith(tail) and head and tail, name
+        if row.zone.instance_uuid:
+            assert row.zone.instance_uuid.endswith(uuid.strip().rpartition(
+                names_mod.ELLIPSIS)[2])
+    uuids = [u.strip() for _, u in cells[:-1]]
+    assert len(set(uuids)) == len(uuids), uuids
+    assert "instance-0000009" not in names  # the old right-hand cut
+
+
+def test_a_long_name_takes_room_from_the_columns_of_lowest_priority():
+    rows = [m.ZoneRow(Zone(i, f"kubepods-burstable-pod{i:02d}", "docker"), {})
+            for i in range(4)] + [m.ZoneRow(Zone(9, "kubepods-burstable-pod00a", "docker"), {})]
+    cells = [n.strip() for n, _ in name_cells(rows, 80)]
+    assert len(set(cells)) == len(rows), cells
+    assert names_mod.middle_cut("instance-00000095", 12) == f"insta{names_mod.ELLIPSIS}000095"
+    assert names_mod.middle_cut("short", 12) == "short"
+
+
+def test_control_characters_in_names_are_shown_escaped_never_raw():
+    evil = Zone(5, "web\x1b[2J\x1b]0;pwned\x07\u202eevil\n", "docker", "uuid\r")
+    rows = [m.ZoneRow(evil, {})]
+    for width in (80, 160, None):
+        layout = m.fit(m.COLUMNS, width, rows)
+        line = m.row_line(table_frame(rows), rows[0], layout)
+        assert line.isprintable(), repr(line)
+    line = m.row_line(table_frame(rows), rows[0], m.fit(m.COLUMNS, None, rows))
+    assert line.startswith("web\\x1b[2J\\x1b]0;pwned\\x07\\u202eevil\\n ")
+    assert "uuid\\r" in line
 
 
 def test_power_of_two_rebinning_keeps_every_event_and_shows_the_gaps():

@@ -28,6 +28,8 @@ import time
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.percentiles import interval_stats
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
+from smartos_telemetry.text_format import display_text
+from smartos_telemetry.top import names
 from smartos_telemetry.zones import Zone
 
 CPU_UTIL = "cpu.util"
@@ -59,7 +61,7 @@ COLUMNS = (
     Column("name", "ZONE", "n", 12, kind="text", priority=0,
            help="zone name (the instance's name or the cgroup's)"),
     Column("instance", "INSTANCE", "i", 8, kind="text", priority=9,
-           help="instance UUID (its first 8 characters when narrow)"),
+           help="instance UUID (cut in the middle when narrow)"),
     Column("cpu", "CPU%", "c", 6, CPU_UTIL, kind="pct", priority=1,
            help="CPU used in the interval, percent of one CPU"),
     Column("runq_p50", "RUNQ50", "R", 6, "cpu.runqueue.latency", "p50", priority=7,
@@ -339,11 +341,13 @@ def fmt_count(n):
     return f"{n / 1e9:.0f}G"
 
 
-def cell(column, value, width):
-    """``value`` formatted for ``column``, padded or cut to ``width``."""
+def cell(column, value, width, tail=None):
+    """``value`` formatted for ``column``, padded or cut to ``width``; text is
+    escaped for display and cut in the middle, keeping ``tail`` characters of
+    its end (:func:`~smartos_telemetry.top.names.middle_cut`)."""
     if column.kind == "text":
-        text = "-" if value is None else str(value)
-        return text[:width].ljust(width)
+        text = "-" if value is None else display_text(value)
+        return names.middle_cut(text, width, tail).ljust(width)
     if column.kind == "pct":
         text = "-" if value is None else f"{value:.1f}"
     elif column.kind == "count" or (column.kind == "rate" and column.stat == "count"):
@@ -353,29 +357,73 @@ def cell(column, value, width):
     return text.rjust(width)
 
 
-def fit(columns, width, rows=()):
-    """``[(column, width)]`` that fit ``width`` characters, in table order.
+class Layout(list):
+    """``[(column, width)]`` in table order; ``tails``: for each text column,
+    how much of a value's end a cut keeps."""
 
-    Columns are taken by priority; the zone name grows to its longest value
-    and the instance UUID is shown whole when there is room for it.
-    ``width`` None fits everything.
+    def __init__(self, pairs, tails):
+        super().__init__(pairs)
+        self.tails = tails
+
+
+#: widest the instance column gets: a whole UUID
+UUID_WIDTH = 36
+
+
+def fit(columns, width, rows=()):
+    """The :class:`Layout` of ``columns`` in ``width`` characters, for ``rows``.
+
+    Columns are taken by priority.  The zone column is then made wide enough
+    that middle cuts keep every name of ``rows`` apart, giving up columns of
+    lowest priority for it where it must; the instance column the same, at
+    the cost of columns below it only.  Spare room shows whole instance
+    UUIDs, then whole names.  ``width`` None fits everything, uncut.
     """
-    picked, used = set(), 0
+    texts = {"name": names.shown_texts(r.zone.name for r in rows),
+             "instance": names.shown_texts(r.zone.instance_uuid for r in rows)}
+    longest = {cid: max((len(t) for t in ts), default=0) for cid, ts in texts.items()}
+    picked, used = [], 0
     for column in sorted(columns, key=lambda c: c.priority):
         need = column.width + (1 if picked else 0)
         if width is None or used + need <= width:
-            picked.add(column.id)
+            picked.append(column)
             used += need
-    widths = {c.id: c.width for c in columns if c.id in picked}
-    spare = None if width is None else width - used
-    if "instance" in widths and (spare is None or spare >= 28) and \
-            any(r.zone.instance_uuid for r in rows):
-        widths["instance"] = 36
-        spare = None if spare is None else spare - 28
-    longest = max((len(r.zone.name) for r in rows), default=0)
-    grow = max(0, longest - widths["name"])
-    widths["name"] += grow if spare is None else min(grow, spare)
-    return [(c, widths[c.id]) for c in columns if c.id in widths]
+    widths = {c.id: c.width for c in picked}
+    if width is None:
+        if "instance" in widths and longest["instance"]:
+            widths["instance"] = max(widths["instance"], longest["instance"])
+        widths["name"] = max(widths["name"], longest["name"])
+        return Layout([(c, widths[c.id]) for c in columns if c.id in widths], {})
+    spare = width - used
+
+    def grow(cid, target):
+        nonlocal spare
+        add = max(0, min(target - widths[cid], spare))
+        widths[cid] += add
+        spare -= add
+
+    def make_room(column, target):
+        nonlocal spare
+        while widths[column.id] + spare < target:
+            below = [c for c in picked if c.priority > column.priority]
+            if not below:
+                break
+            victim = max(below, key=lambda c: c.priority)
+            picked.remove(victim)
+            spare += widths.pop(victim.id) + 1
+        grow(column.id, target)
+
+    for column in [c for c in picked if c.id in texts]:
+        if column.id in widths:
+            make_room(column, names.distinct_width(texts[column.id], column.width,
+                                                   width if column.id == "name" else UUID_WIDTH))
+    if "instance" in widths and spare >= UUID_WIDTH - widths["instance"] and \
+            longest["instance"]:
+        grow("instance", UUID_WIDTH)
+    grow("name", longest["name"])
+    tails = {cid: names.distinct_tail(texts[cid], widths[cid]) for cid in texts if cid in widths}
+    return Layout([(c, widths[c.id]) for c in columns if c.id in widths],
+                  {cid: widths[cid] // 2 if t is None else t for cid, t in tails.items()})
 
 
 def header_line(layout):
@@ -384,7 +432,9 @@ def header_line(layout):
 
 
 def row_line(frame, row, layout):
-    return " ".join(cell(c, frame.value(row, c) if frame else None, w) for c, w in layout)
+    tails = getattr(layout, "tails", {})
+    return " ".join(cell(c, frame.value(row, c) if frame else None, w, tails.get(c.id))
+                    for c, w in layout)
 
 
 def sorted_rows(frame, rows, column, reverse=False):

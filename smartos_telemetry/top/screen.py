@@ -20,7 +20,7 @@ import curses
 import os
 import time
 
-from smartos_telemetry.text_format import histogram_lines
+from smartos_telemetry.text_format import display_text, histogram_lines
 from smartos_telemetry.top import model as m
 
 ESC = 27
@@ -119,7 +119,7 @@ class View:
         if self.log is not None and self.log.last:
             status += f"   ! {self.log.last}"
         self.put(1, 0, status)
-        layout = m.fit(self.columns, w, self.frame.rows if self.frame else ())
+        layout = m.fit(self.columns, w, rows)  # names told apart among those shown
         self.put(2, 0, m.header_line(layout).ljust(w), curses.A_BOLD | curses.A_UNDERLINE)
         space = h - 4
         if self.frame is None:
@@ -181,10 +181,15 @@ class View:
             self.put(1, 0, "the zone is gone (Esc: back)")
             return
         z = row.zone
-        self.put(1, 0, f"zone {z.name}  id {z.id if z.id is not None else '-'}  kind {z.kind}"
-                       f"  instance {z.instance_uuid or '-'}  path {z.path or '-'}",
-                 curses.A_BOLD)
+        head = f"zone {display_text(z.name)}"
+        more = f"id {z.id if z.id is not None else '-'}  kind {z.kind}  instance " \
+               f"{display_text(z.instance_uuid) or '-'}  path {display_text(z.path) or '-'}"
         lines = self.zone_lines(row, w)
+        if len(head) + 2 + len(more) <= w:
+            head += "  " + more
+        else:  # the whole name first, on a line of its own
+            lines.insert(0, more)
+        self.put(1, 0, head, curses.A_BOLD)
         space = h - 3
         self.line = max(0, min(self.line, len(lines) - space))
         for i, text in enumerate(lines[self.line:self.line + space]):
