@@ -9,7 +9,7 @@ import sys
 
 from smartos_telemetry.engines.bpftrace import process
 from smartos_telemetry.engines.select import ENGINE_CLASSES, choose_engine, engine_class
-from smartos_telemetry.errors import TelemetryError
+from smartos_telemetry.errors import ConfigError, TelemetryError
 from smartos_telemetry.scripts import scripts_dir as shipped_scripts_dir
 
 HELP = "report the engine, its version, privileges and the probes shipped scripts miss"
@@ -75,6 +75,10 @@ def _kprobes():
 
 
 def gather(scripts=None):
+    if scripts is not None and not os.path.isdir(scripts):
+        raise ConfigError(f"--scripts {scripts}: no such directory (fix: give the directory "
+                          f"holding the .d and .bt scripts, or leave --scripts out for the "
+                          f"shipped ones)")
     report = {"euid": os.geteuid(), "root": os.geteuid() == 0, "engines": {}}
     try:
         report["engine"], report["engine_reason"] = choose_engine("auto")
@@ -104,7 +108,10 @@ def gather(scripts=None):
         report["cgroup2_error"] = str(exc)
     directory = scripts or os.path.join(shipped_scripts_dir(), "linux")
     paths = sorted(glob.glob(os.path.join(directory, "*.bt")) +
-                   glob.glob(os.path.join(directory, "*.d"))) if directory else []
+                   glob.glob(os.path.join(directory, "*.d")))
+    if not paths:
+        raise ConfigError(f"{directory}: no .d or .bt scripts in it (fix: give --scripts "
+                          f"the directory that holds them)")
     tracepoints = available_tracepoints()
     report["scripts_dir"] = directory
     report["tracepoints_listed"] = tracepoints is not None

@@ -7,13 +7,14 @@ the process exit status.
 
 import argparse
 import importlib
+import math
 import os
 import sys
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from smartos_telemetry.errors import TelemetryError
+from smartos_telemetry.errors import ConfigError, TelemetryError
 
 LOG = logging.getLogger(__name__)
 
@@ -60,6 +61,28 @@ def setup_logging(debug=False):
     logging.setup(conf, "smartos-telemetry")
 
 
+def seconds(text):
+    """argparse type: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a positive number of seconds, "
+                                         f"e.g. 10")
+    return value
+
+
+def config_files(paths):
+    """``--config-file`` paths, each checked to be a readable file (oslo.config
+    would raise ConfigFilesNotFoundError with a traceback)."""
+    for path in paths or ():
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigError(f"--config-file {path}: no such readable file (fix: give the "
+                              f"path of your ceilometer.conf)")
+    return paths
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -71,6 +94,10 @@ def main(argv=None):
         return args.func(args)
     except TelemetryError as exc:
         print(f"smartos-telemetry {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except cfg.Error as exc:  # oslo.config: a file that does not parse, a bad value
+        print(f"smartos-telemetry {args.command}: error: configuration: "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

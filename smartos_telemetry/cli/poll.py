@@ -11,6 +11,8 @@ import logging
 import sys
 import time
 
+from smartos_telemetry.cli.main import config_files, seconds
+
 HELP = "run discovery and every pollster as ceilometer would, and print the samples"
 EPILOG = """\
 --json prints one sample per line:
@@ -33,7 +35,7 @@ def register(subparsers):
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--once", action="store_true", help="one interval, then exit")
     p.add_argument("--json", action="store_true", help="one JSON object per sample")
-    p.add_argument("--interval", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--interval", type=seconds, default=5.0, metavar="SECONDS",
                    help="seconds between cycles (default 5)")
     p.add_argument("--config-file", action="append", default=[], metavar="PATH",
                    help="ceilometer.conf with a [smartos] section (repeatable)")
@@ -88,9 +90,12 @@ def print_sample(sample, out, as_json):
 def run(args):
     from ceilometer import service
 
-    argv = ["smartos-telemetry"] + [a for path in args.config_file
+    from smartos_telemetry.polling import opts
+
+    argv = ["smartos-telemetry"] + [a for path in config_files(args.config_file)
                                    for a in ("--config-file", path)]
     conf = service.prepare_service(argv, [])
+    opts.validate(conf)  # a bad [smartos] value: one line, before any pollster runs
     # ceilometer logs to stdout when it has no log file; stdout is for samples
     for handler in logging.getLogger().handlers:
         if getattr(handler, "stream", None) is sys.stdout:

@@ -5,6 +5,7 @@ import os
 import sys
 import time
 
+from smartos_telemetry.cli.main import seconds
 from smartos_telemetry.engines.select import (
     ENGINE_CHOICES,
     SUFFIX_ENGINE,
@@ -37,7 +38,7 @@ def register(subparsers):
     p.add_argument("file", metavar="FILE", help="the script (.d or .bt)")
     p.add_argument("--engine", choices=ENGINE_CHOICES,
                    help="engine to run it on (default: from the file suffix)")
-    p.add_argument("--duration", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--duration", type=seconds, default=5.0, metavar="SECONDS",
                    help="how long to trace before printing (default 5; a D script "
                         "that calls exit() ends sooner)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -63,6 +64,9 @@ def run(args):
             source = f.read()
     except OSError as exc:
         raise ConfigError(f"cannot read script {args.file}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{args.file} is not a script (not UTF-8 text; fix: give a D "
+                          f"(.d) or bpftrace (.bt) source file)") from None
     if args.duration <= 0:
         raise ConfigError("--duration must be a positive number of seconds")
     requested = args.engine or SUFFIX_ENGINE.get(os.path.splitext(args.file)[1], "auto")

@@ -2,6 +2,9 @@
 
 import argparse
 
+from smartos_telemetry.cli.main import config_files
+from smartos_telemetry.errors import ConfigError
+
 HELP = "create smartos-telemetry's Gnocchi archive policies and resource types (idempotent)"
 EPILOG = """\
 Uses ceilometer's Gnocchi client and auth: [gnocchi] auth_section (default
@@ -32,7 +35,9 @@ def register(subparsers):
 def run(args):
     from smartos_telemetry import gnocchi_upgrade
 
-    conf = gnocchi_upgrade.load_conf(args.config_file)
+    if args.retry < 0:
+        raise ConfigError(f"--retry {args.retry}: give 0 or more retries")
+    conf = gnocchi_upgrade.load_conf(config_files(args.config_file))
     definitions = gnocchi_upgrade.load_definitions(args.definitions)
     for line in gnocchi_upgrade.upgrade_with_retry(conf, args.retry, definitions=definitions):
         print(line)

@@ -4,9 +4,21 @@ read).  ``oslo-config-generator --namespace smartos_telemetry`` writes a
 sample from :func:`list_opts`.
 """
 
+import math
+import re
+
 from oslo_config import cfg
 
+from smartos_telemetry.errors import ConfigError
+
 GROUP = "smartos"
+DEFAULT_STATE_FILE = "/var/lib/smartos-telemetry/state.json"
+
+#: the most keys a BPF hash map may have: the kernel refuses (E2BIG, "Argument
+#: list too long") a map whose bucket count, max_entries rounded up to a power
+#: of two, exceeds U32_MAX / sizeof(struct bucket) (kernel/bpf/hashtab.c,
+#: htab_map_alloc; a bucket is 16 bytes on 64-bit)
+BPF_MAP_KEYS_LIMIT = 1 << 28
 
 OPTS = [
     cfg.StrOpt("engine", default="auto",
@@ -54,6 +66,10 @@ OPTS = [
                  help="SmartOS: seconds the last good inventory serves while vmadm fails."),
     cfg.IntOpt("page_size", default=4096, min=512,
                help="SmartOS: bytes per page, for the page counts of the memory_cap kstats."),
+    cfg.StrOpt("state_file", default=DEFAULT_STATE_FILE,
+               help="Where the running totals of the cumulative meters are kept between "
+                    "agent runs (written after every poll, atomically), so that counters go "
+                    "on across agent restarts and host reboots. Empty: not kept."),
 ]
 
 
@@ -64,6 +80,72 @@ def register(conf):
     except cfg.DuplicateOptError:
         pass
     return conf[GROUP]
+
+
+def validate(conf):
+    """The ``[smartos]`` group of ``conf`` after reading every option once, so
+    that a bad value is one :class:`ConfigError` naming the option, the value
+    and the fix, at start, not a traceback at the first poll."""
+    group = register(conf)
+    for opt in OPTS:
+        try:
+            value = getattr(group, opt.dest)
+        except cfg.ConfigFileValueError as exc:
+            raise ConfigError(_bad_value(opt, exc)) from None
+        if isinstance(value, float) and not math.isfinite(value):
+            where = getattr(conf.get_location(opt.dest, GROUP), "detail", None)
+            raise ConfigError(f"[{GROUP}] {opt.name} = {value}"
+                              + (f" in {where}" if where else "")
+                              + f": not a number (fix: {_fix(opt)})")
+    _check_engine_options(group.engine_options)
+    return group
+
+
+def _bad_value(opt, exc):
+    """One line from oslo.config's message: the file, the reason, the fix."""
+    text = str(exc)
+    where = re.search(r"detail='([^']*)'", text)
+    reason = str(exc.__context__) if isinstance(exc.__context__, ValueError) \
+        else text.rpartition(" is not valid: ")[2]
+    return (f"[{GROUP}] {opt.name}" + (f" in {where.group(1)}" if where else "")
+            + f": {reason} (fix: {_fix(opt)})")
+
+
+def _fix(opt):
+    kind = opt.type
+    choices = getattr(kind, "choices", None)
+    if choices:
+        return f"set {opt.name} to one of {', '.join(str(c) for c in choices)}"
+    low, high = getattr(kind, "min", None), getattr(kind, "max", None)
+    if low is not None or high is not None:
+        bounds = " and ".join(b for b in (f"at least {low:g}" if low is not None else "",
+                                          f"at most {high:g}" if high is not None else "")
+                              if b)
+        return f"set {opt.name} to a number of {bounds}, or remove the line (default {opt.default})"
+    return "see its help: oslo-config-generator --namespace smartos_telemetry"
+
+
+def _check_engine_options(options):
+    """The bpftrace map sizing, checked before any map is made: the kernel's
+    refusal of an oversized map reads "Argument list too long"."""
+    sizing = {}
+    for name in ("zones", "buckets", "map_keys_max"):
+        if name not in options:
+            continue
+        try:
+            sizing[name] = int(options[name])
+        except ValueError:
+            raise ConfigError(f"[{GROUP}] engine_options {name}:{options[name]}: not an "
+                              f"integer (fix: e.g. engine_options = {name}:2000)") from None
+        if sizing[name] < 1:
+            raise ConfigError(f"[{GROUP}] engine_options {name}:{options[name]}: must be at "
+                              f"least 1")
+    keys = sizing.get("map_keys_max") or sizing.get("zones", 64) * sizing.get("buckets", 512)
+    if keys > BPF_MAP_KEYS_LIMIT:
+        raise ConfigError(
+            f"[{GROUP}] engine_options ask for {keys:,} keys per bpftrace map (zones x "
+            f"buckets, or map_keys_max); the kernel allows at most {BPF_MAP_KEYS_LIMIT:,} "
+            f"(fix: lower zones, buckets or map_keys_max)")
 
 
 def list_opts():

@@ -28,7 +28,7 @@ import threading
 from oslo_log import log as logging
 
 from smartos_telemetry.engines.engine_set import EngineSet, choose
-from smartos_telemetry.errors import EngineDied, TelemetryError
+from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import SnapshotReducer
 from smartos_telemetry.polling import opts
 
@@ -57,13 +57,20 @@ class TelemetryService:
     def __init__(self, conf):
         self.conf = conf
         self.opts = opts.register(conf)
-        self.platform = self.opts.platform if self.opts.platform != "auto" \
-            else detect_platform()
+        try:
+            opts.validate(conf)
+            bad_config = None
+        except ConfigError as exc:
+            bad_config = exc
+            LOG.error("smartos-telemetry: %s. The zone meters are disabled until the agent "
+                      "restarts with a corrected configuration.", exc)
+        self.platform = detect_platform() if bad_config or self.opts.platform == "auto" \
+            else self.opts.platform
         self.host = getattr(conf, "host", None) or os.uname().nodename
         self._lock = threading.Lock()
         self._engines = None
         self._engine_name = None
-        self._failure = None
+        self._failure = bad_config
         self._generation = 0
         self._reducer = None
         self._zones = None
@@ -90,6 +97,8 @@ class TelemetryService:
         return self._zones
 
     def zones(self):
+        if isinstance(self._failure, ConfigError):
+            return []  # the zone layer's own options may be the bad ones
         return self.zone_layer().zones()
 
     # -- engine -----------------------------------------------------------------
