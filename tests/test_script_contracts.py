@@ -1,7 +1,10 @@
 """Every shipped script declares its aggregation contract, and its body
 keeps it; the SmartOS scripts are checked here against fixtures (this host
 cannot run them), the Linux ones also for real (tests/libdtrace_real,
-tests/test_bpftrace_*)."""
+tests/test_bpftrace_*).  Every SmartOS script's header says, per probe it
+uses, which illumos source file and function fires it and what each argument
+it reads holds (tests/test_smartos_d_scripts.py checks the scripts against
+those facts)."""
 
 import re
 
@@ -93,3 +96,88 @@ def test_a_platform_s_d_scripts_combine_into_one_program():
         scripts.combine(["linux/tcp.d", "linux/tcp.d"])
     with pytest.raises(ConfigError, match="only D scripts"):
         scripts.combine(["linux/tcp.bt"])
+
+
+def d_clauses(source):
+    """``[(probes, predicate or None, action)]`` of a D program's clauses
+    (comments stripped; our scripts have no nested braces)."""
+    body = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    body = re.sub(r"//[^\n]*", "", body)
+    clauses = []
+    for m in re.finditer(r"([^{}]*?)\{(.*?)\}", body, re.S):
+        head, predicate = m.group(1).strip(), None
+        pm = re.match(r"(.*?)\s*/(.*)/\Z", head, re.S)
+        if pm:
+            head, predicate = pm.group(1), " ".join(pm.group(2).split())
+        probes = [p.strip() for p in head.split(",") if p.strip()]
+        clauses.append((probes, predicate, m.group(2)))
+    return clauses
+
+
+PROBE_NAME = re.compile(r"[a-z]+:[\w-]*:[\w-]*:[\w-]+\Z")
+
+
+def header_probe_entries(source):
+    """``{probe: text}``: each entry of the header's ``Probes:`` section that
+    starts with a probe name, with its continuation lines."""
+    header = source.partition("*/")[0]
+    section = header.partition("Probes:")[2].partition("Measure:")[0]
+    entries, current = {}, None
+    for line in section.splitlines():
+        text = line.strip().lstrip("*").strip()
+        first = text.split(" ", 1)[0] if text else ""
+        if PROBE_NAME.match(first):
+            current = first
+            entries[current] = text
+        elif current is not None and text:
+            entries[current] += " " + text
+    return entries
+
+
+SMARTOS_D = [p for p in ALL if p.startswith("smartos/") and p.endswith(".d")]
+
+
+@pytest.mark.parametrize("relative", SMARTOS_D)
+def test_smartos_headers_cite_the_illumos_source_of_every_probe_and_argument(relative):
+    source = open(scripts.script_path(relative)).read()
+    entries = header_probe_entries(source)
+    used = {}
+    for probes, predicate, action in d_clauses(source.partition("*/")[2]):
+        for probe in probes:
+            used.setdefault(probe, set()).update(
+                re.findall(r"\bargs\[\d\]|\barg\d\b", (predicate or "") + action))
+    assert used, relative
+    for probe, args in used.items():
+        entry = entries.get(probe)
+        assert entry, f"{relative}: the header has no Probes: entry for {probe}"
+        # the entry opens with where the probe fires, before any argument
+        opening = re.split(r"\bargs?\[?\d\]?\s*:", entry)[0]
+        assert re.search(r"\busr/src/\S+\.(c|S|s|h)\b", opening), \
+            f"{relative}: {probe}: no usr/src/... source file before its arguments"
+        assert re.search(r"\b\w+\(\)", opening), \
+            f"{relative}: {probe}: no function() before its arguments"
+        for arg in sorted(args):
+            assert re.search(re.escape(arg) + r"\s*:", entry), \
+                f"{relative}: {probe}: the header does not say what {arg} holds"
+
+
+def test_d_clause_and_header_parsing():
+    src = """/*
+ * Probes:
+ *   a:b:c:d  usr/src/x.c f(): fires.  args[0]: this
+ *            and that.
+ *   fbt::g:entry  usr/src/y.S g(): arg1: more
+ * Measure: x
+ */
+a:b:c:d,
+fbt::g:entry
+/x[args[0]] && y / 2/
+{
+	x[arg1] = 1;
+}
+"""
+    assert d_clauses(src.partition("*/")[2]) == [
+        (["a:b:c:d", "fbt::g:entry"], "x[args[0]] && y / 2", "\n\tx[arg1] = 1;\n")]
+    assert header_probe_entries(src) == {
+        "a:b:c:d": "a:b:c:d  usr/src/x.c f(): fires.  args[0]: this and that.",
+        "fbt::g:entry": "fbt::g:entry  usr/src/y.S g(): arg1: more"}
