@@ -27,6 +27,7 @@ cpu                             cumulative  ns       zones:<zonename[:30]> nsec_
 cpu.user                        cumulative  ns       zones:<zonename[:30]> nsec_user
 cpu.system                      cumulative  ns       zones:<zonename[:30]> nsec_sys
 cpu.runqueue.wait               cumulative  ns       zones:<zonename[:30]> nsec_waitrq
+zone.init.restarts              cumulative  event    zones:<zonename[:30]> init_restarts
 cpu.cap.usage                   gauge       %        caps:cpucaps_zone_<zoneid> usage
 cpu.cap.limit                   gauge       %        caps:cpucaps_zone_<zoneid> value
 cpu.cap.above                   cumulative  s        caps:cpucaps_zone_<zoneid> above_sec
@@ -89,8 +90,23 @@ Traps, and what is done about them:
 * kstat names are cut at 30 characters: zones are matched by the full
   ``zonename`` data field; a kstat without one is counted as unattributed
   and skipped, never guessed.
-* ``memory``: ``physcap`` 0 or 2^64-1 means no cap; no sample then.  KVM and
-  bhyve zones' caps include the hypervisor's own memory.
+* ``memory``: an uncapped zone's ``physcap`` is not 0 but the largest cap
+  the kernel keeps: ``ptob(UINT32_MAX)`` pages on current platform images
+  (illumos-joyent ``zone.c``, ``zone_mcap_kstat_update()``: 17,592,186,040,320
+  bytes with 4 KiB pages), ``UINT64_MAX`` on older ones (``zone_phys_mem_ctl``
+  reported as is); any of 0, ``UINT64_MAX`` and ``UINT32_MAX`` pages means no
+  cap, and no sample is made (``swapcap`` is encoded the same way and not
+  emitted).  KVM and bhyve zones' caps include the hypervisor's own memory.
+* ``zone.init.restarts``: times the kernel restarted the zone's init; for
+  bhyve and KVM zones, whose init is the hypervisor process, each guest
+  reboot (smartos-live ``src/vm/lib/metadata/agent.js`` watches it for
+  that).  A zone boot starts it from zero (new kstat).
+* ``disk.zfs.*`` (``zfs_zone.c`` ``zfs_zone_zio_done()``): one count per
+  leaf-vdev I/O (a write to a two-way mirror counts twice, a read once),
+  attributed to the zone whose thread created the zio: asynchronous (TXG)
+  writes are issued by the global zone's sync thread, so a zone's write
+  counts and bytes are mostly its synchronous writes.  ``waittime`` and
+  ``rlentime`` cover reads only.
 * ``ierrors``/``oerrors`` are 32-bit on some NICs; a wrap reads as a
   restart of that counter (the accumulator's rule).
 """
@@ -108,7 +124,7 @@ from smartos_telemetry.zones.smartos_vmadm import GLOBAL_ZONE, run_command
 LOG = logging.getLogger(__name__)
 
 MIB = 1 << 20
-NO_CAP = (0, (1 << 64) - 1)
+UINT32_MAX, UINT64_MAX = (1 << 32) - 1, (1 << 64) - 1
 #: what ``kstat -p`` is asked for (one run; selectors may be regular expressions)
 KSTAT_SELECTORS = ("zones:::", "zone_vfs:::", "zone_zfs:::", "memory_cap:::",
                    "caps::/^cpucaps_zone_/:", "link:::")
@@ -137,6 +153,7 @@ METERS = (
     _m("cpu.user", C, "ns", "zones", "nsec_user"),
     _m("cpu.system", C, "ns", "zones", "nsec_sys"),
     _m("cpu.runqueue.wait", C, "ns", "zones", "nsec_waitrq"),
+    _m("zone.init.restarts", C, "event", "zones", "init_restarts"),
     _m("cpu.cap.usage", G, "%", "caps", "usage"),
     _m("cpu.cap.limit", G, "%", "caps", "value"),
     _m("cpu.cap.above", C, "s", "caps", "above_sec"),
@@ -228,8 +245,8 @@ def parse_kstat_p(text):
 
 
 def link_interface(kstat_name):
-    """``z12_net0`` -> ``net0`` (the global zone's name for a zone's vnic);
-    other names are returned as they are."""
+    """``z12_net0`` -> ``net0``, ``z7_eth0`` -> ``eth0`` (the global zone's
+    name for a zone's vnic); other names are returned as they are."""
     head, sep, rest = kstat_name.partition("_")
     if sep and rest and head[:1] == "z" and head[1:].isdigit():
         return rest
@@ -240,7 +257,8 @@ def link_interface(kstat_name):
 
 class NicSample(typing.NamedTuple):
     """A per-vnic sample: ``sample.zone`` is the VM UUID, ``interface`` the
-    vnic's name inside the zone (``net0``, as in vmadm's ``nics``)."""
+    vnic's name inside the zone, as in vmadm's ``nics`` (``net0``; ``eth0``
+    in lx zones)."""
 
     interface: str
     sample: MeterSample
@@ -281,6 +299,8 @@ class KstatCounters:
         self.argv = [kstat, "-p", *KSTAT_SELECTORS]
         self.timeout = timeout
         self.page_size = page_size
+        # what memory_cap physcap reads for an uncapped zone (see the docstring)
+        self.no_cap = (0, UINT64_MAX, UINT32_MAX * page_size)
         self.ttl = ttl
         self.max_zones = max_zones
         self.clock = clock
@@ -335,7 +355,7 @@ class KstatCounters:
                 rows[key] = sum(values)
             if meter.type == G:
                 out = {key: raw * scale for key, raw in rows.items()
-                       if not (meter.name == "memory" and raw in NO_CAP)}
+                       if not (meter.name == "memory" and raw in self.no_cap)}
             else:
                 acc = self._acc(meter.name)
                 fresh = {key: 0 for key in restarted.get(meter.module, ()) if key in rows}

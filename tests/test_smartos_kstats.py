@@ -3,10 +3,11 @@
 The fixtures (``tests/fixtures/smartos/kstat_boot{1,2,3}.txt``, written
 from the documented kstat layouts) are three polls of one host:
 
-1. zones A (joyent, zoneid 5, two vnics), B (lx, 7, uncapped memory, no CPU
-   cap), C (kvm, 9), E (12, not a VM), the global zone, a physical NIC, a
-   project's CPU cap and three malformed lines; A's kstat names are its
-   UUID cut at 30 characters.
+1. zones A (joyent, zoneid 5, two vnics), B (lx, 7, vnic eth0, uncapped
+   memory: physcap and swapcap ptob(UINT32_MAX), no CPU cap), C (kvm, 9), E
+   (12, not a VM), the global zone, a physical NIC, a project's CPU cap and
+   three malformed lines; A's kstat names are its UUID cut at 30
+   characters; ``caps`` instances are zoneids (rctl.c kstat_create_zone()).
 2. A rebooted as zoneid 14 (fresh kstats: its CPU counters already past the
    old values, others not; net1 gone), B gone, C went on.
 3. A went on; B is back as zoneid 20.
@@ -82,6 +83,7 @@ def test_first_poll_every_meter_of_a_zone():
         "cpu.user": ("cumulative", "ns", 5_000_000_000),
         "cpu.system": ("cumulative", "ns", 1_000_000_000),
         "cpu.runqueue.wait": ("cumulative", "ns", 200_000_000),
+        "zone.init.restarts": ("cumulative", "event", 0),
         "cpu.cap.usage": ("gauge", "%", 150),
         "cpu.cap.limit": ("gauge", "%", 200),
         "cpu.cap.above": ("cumulative", "s", 30),
@@ -136,10 +138,12 @@ def test_first_poll_the_other_zones_and_what_was_skipped():
     (r,) = polls("kstat_boot1.txt")
     assert {s.zone for s in r.samples} == {A, B, C}  # not global, not E
     b, c = by_zone(r, B), by_zone(r, C)
-    assert "memory" not in b  # physcap 2^64-1: no cap
+    assert "memory" not in b  # physcap ptob(UINT32_MAX) = 16 TiB: no cap
     assert b["memory.usage"] == ("gauge", "MiB", 3072.0)
     assert not [name for name in b if name.startswith("cpu.cap.")]  # no CPU cap kstat
     assert b["cpu"][2] == 9_000_000_000
+    assert b["zone.init.restarts"] == ("cumulative", "event", 2)
+    assert by_nic(r, B)[("eth0", "network.incoming.bytes")] == 50000  # lx: eth0
     assert c["memory"] == c["memory.usage"] == ("gauge", "MiB", 2304.0)
     assert by_nic(r, C)[("net0", "network.outgoing.bytes")] == 80000
     assert r.malformed == 3
@@ -176,6 +180,8 @@ def test_a_zone_reboot_with_a_new_zoneid_never_goes_backwards():
     assert r3.restarted == (B,)  # A's kstats are the same as in poll 2
     assert a3["cpu"][2] == 12_500_000_000 + 1_100_000_000
     assert a3["disk.vfs.throttle.delay"][2] == (350 + 100) * 1000
+    assert by_zone(r2, A)["zone.init.restarts"][2] == 0
+    assert a3["zone.init.restarts"][2] == 1  # init restarted once in the new boot
     assert by_nic(r3, A)[("net0", "network.incoming.bytes")] == 11500
     assert by_zone(r2, C)["cpu"][2] == 13_000_000_005
     for earlier, later in ((r1, r2), (r2, r3)):
@@ -191,7 +197,8 @@ def test_a_vanished_zone_has_no_samples_and_goes_on_when_back_within_the_ttl():
     b3 = by_zone(r3, B)
     assert b3["cpu"][2] == 9_000_000_000 + 1_100_000_000
     assert b3["disk.vfs.read.requests"][2] == 1000 + 10
-    assert by_nic(r3, B)[("net0", "network.incoming.bytes")] == 50000 + 100
+    assert by_nic(r3, B)[("eth0", "network.incoming.bytes")] == 50000 + 100
+    assert b3["zone.init.restarts"][2] == 2 + 0  # a boot starts init_restarts at 0
 
 
 def test_a_zone_gone_longer_than_the_ttl_starts_again():
@@ -205,6 +212,35 @@ def test_without_a_zone_list_every_non_global_zone_counts_by_zonename():
     r = KstatCounters(clock=FakeClock()).fold(fixture("kstat_boot1.txt"))
     assert {s.zone for s in r.samples} == {A, B, C, E}
     assert r.unknown_zones == ()
+
+
+def memory_cap_kstat(physcap):
+    name = "2a7c1e4f-8d3b-4f6a-9c2e-5b1d7e"
+    return "".join(f"memory_cap:5:{name}:{stat}\t{value}\n" for stat, value in (
+        ("crtime", "1000.5"), ("physcap", physcap), ("rss", 1 << 29), ("zonename", A)))
+
+
+@pytest.mark.parametrize("page_size", [4096, 8192])
+def test_an_uncapped_zone_has_no_memory_cap_in_any_encoding(page_size):
+    # 0; UINT64_MAX (older images: zone_phys_mem_ctl as is); ptob(UINT32_MAX)
+    # (current images): every one means "no cap", never a 16 TiB cap
+    for physcap in (0, 2**64 - 1, (2**32 - 1) * page_size):
+        r = KstatCounters(clock=FakeClock(), page_size=page_size).fold(
+            memory_cap_kstat(physcap), VMS)
+        assert by_zone(r, A) == {"memory.usage": ("gauge", "MiB", 512.0)}, physcap
+    # a real cap one page below the sentinel is a cap
+    capped = (2**32 - 2) * page_size
+    r = KstatCounters(clock=FakeClock(), page_size=page_size).fold(
+        memory_cap_kstat(capped), VMS)
+    assert by_zone(r, A)["memory"] == ("gauge", "MiB", capped / MIB)
+
+
+def test_caps_kstats_are_found_whatever_their_instance():
+    # caps:<zoneid>:cpucaps_zone_<zoneid> (rctl.c creates it in the zone)
+    lines = [ln for ln in fixture("kstat_boot1.txt").splitlines() if ln.startswith("caps:")]
+    assert {ln.split(":")[1] for ln in lines if "cpucaps_zone_5:" in ln} == {"5"}
+    (r,) = polls("kstat_boot1.txt")
+    assert by_zone(r, A)["cpu.cap.limit"] == ("gauge", "%", 200)
 
 
 def test_parse_kstat_p():
@@ -228,6 +264,7 @@ def test_parse_kstat_p():
 
 def test_link_interface():
     assert link_interface("z5_net0") == "net0"
+    assert link_interface("z7_eth0") == "eth0"
     assert link_interface("z123_external_0") == "external_0"
     assert link_interface("net0") == "net0"
     assert link_interface("zfoo_net0") == "zfoo_net0"
