@@ -1,10 +1,11 @@
 """Linux zones: tenant cgroups under the unified hierarchy (root; real cgroupfs)."""
 
+import logging
 import os
 import subprocess
 
 import pytest
-from linux_workloads import cgroup_id, scratch_cgroups, stop
+from linux_workloads import cgroup_id, scratch_cgroups, start_in, stop, wait_for
 
 from smartos_telemetry.cli.main import main
 from smartos_telemetry.errors import ConfigError
@@ -12,7 +13,8 @@ from smartos_telemetry.zones.linux_cgroups import (
     CgroupZones,
     ZoneConfig,
     classify,
-    libvirt_domain,
+    libvirt_record,
+    os_path,
     unescape_systemd,
     unified_root,
 )
@@ -139,10 +141,138 @@ def test_nova_metadata_in_libvirt_xml_gives_project_user_flavor_and_name(tmp_pat
     </nova:instance>
   </metadata>
 </domain>""")
-    uuid, attrs = libvirt_domain("instance-0000002b", (str(tmp_path),))
-    assert uuid == UUID.lower()
-    assert dict(attrs) == {"display_name": "web-1", "flavor_name": "m1.small",
-                           "project_id": "p-5678", "user_id": "u-1234"}
-    assert libvirt_domain("no-such-domain", (str(tmp_path),)) == (None, ())
+    record = libvirt_record("instance-0000002b", (str(tmp_path),))
+    assert record.uuid == UUID.lower() and record.name == "instance-0000002b"
+    assert dict(record.attributes) == {"display_name": "web-1", "flavor_name": "m1.small",
+                                       "project_id": "p-5678", "user_id": "u-1234"}
+    assert libvirt_record("no-such-domain", (str(tmp_path),)) is None
     (tmp_path / "broken.xml").write_text("<domain><uuid>")
-    assert libvirt_domain("broken", (str(tmp_path),)) == (None, ())
+    assert libvirt_record("broken", (str(tmp_path),)) is None
+
+
+def status_record(name, domain_id, pid, uuid, project="p-5678", user="u-1234"):
+    """A domain's status record as libvirt's QEMU driver writes it while the
+    domain runs (/run/libvirt/qemu/NAME.xml), with Nova's metadata."""
+    return f"""<domstatus state='running' reason='booted' pid='{pid}'>
+  <domain type='kvm' id='{domain_id}'>
+    <name>{name}</name>
+    <uuid>{uuid}</uuid>
+    <metadata>
+      <nova:instance xmlns:nova="http://openstack.org/xmlns/libvirt/nova/1.1">
+        <nova:name>web-1</nova:name>
+        <nova:owner><nova:user uuid="{user}">alice</nova:user>
+          <nova:project uuid="{project}">acme</nova:project></nova:owner>
+      </nova:instance>
+    </metadata>
+  </domain>
+</domstatus>"""
+
+
+def test_a_scope_name_libvirt_could_not_write_reads_no_record(tmp_path):
+    evil = r"machine-qemu\x2d91\x2d..\x2f..\x2f..\x2ftmp\x2fevil.scope"
+    xml_dir = tmp_path / "run" / "libvirt" / "qemu"
+    xml_dir.mkdir(parents=True)
+    (tmp_path / "tmp").mkdir()  # what ../../../tmp/evil.xml reaches from xml_dir
+    (tmp_path / "tmp" / "evil.xml").write_text(
+        f"<domain><name>evil</name><uuid>{UUID}</uuid></domain>")
+    # a symlink in libvirt's directory to a record outside it is not followed either
+    os.symlink(tmp_path / "tmp" / "evil.xml", xml_dir / "instance-0000000b.xml")
+    sym = r"machine-qemu\x2d92\x2dinstance\x2d0000000b.scope"
+    with scratch_cgroups(evil, sym, r"machine-qemu\x2d93\x2dcaf\xc3\xa9.scope",
+                         r"caf\xc3\xa9.service") as cg:
+        zones = {os_path(z.path).rpartition("/")[2]: z
+                 for z in CgroupZones(ZoneConfig(libvirt_xml_dirs=(str(xml_dir),))).zones()
+                 if z.path.startswith("/" + os.path.basename(cg[""]) + "/")}
+    # not a machine name libvirt writes ('/' and '..' never are): a plain scope
+    assert (zones[evil].kind, zones[evil].name) == ("scope", "machine-qemu-91-../../../tmp/evil")
+    assert zones[evil].instance_uuid is None and zones[evil].attributes == ()
+    assert (zones[sym].kind, zones[sym].instance_uuid) == ("libvirt", None)
+    # systemd's escapes are bytes: \xc3\xa9 is UTF-8's é
+    assert zones[r"caf\xc3\xa9.service"].name == "café"
+    assert zones[r"machine-qemu\x2d93\x2dcaf\xc3\xa9.scope"].name == "machine-qemu-93-café"
+    assert zones[r"machine-qemu\x2d93\x2dcaf\xc3\xa9.scope"].kind == "scope"  # libvirt drops é
+
+
+def test_a_libvirt_identity_needs_libvirts_record_of_that_very_scope(tmp_path, caplog):
+    """The status record names the domain's id and QEMU pid: only the scope that
+    runs that pid gets the UUID and the tenant's project; a second scope naming
+    the same domain, or one with another id, gets neither (one warning each)."""
+    name = f"instance-{os.getpid():08x}"
+    real = rf"machine-qemu\x2d5\x2d{name.replace('-', chr(92) + 'x2d')}.scope"
+    other_id = real.replace(r"qemu\x2d5", r"qemu\x2d6")
+    with scratch_cgroups(f"machine.slice/{real}/libvirt/emulator", f"fake/{real}",
+                         f"fake2/{other_id}") as cg:
+        emulator = cg[f"machine.slice/{real}/libvirt/emulator"]
+        qemu = start_in(emulator, ["sleep", "60"])
+        try:
+            assert wait_for(lambda: str(qemu.pid) in open(f"{emulator}/cgroup.procs").read(), 10)
+            (tmp_path / f"{name}.xml").write_text(status_record(name, 5, qemu.pid, UUID))
+            zones = CgroupZones(ZoneConfig(libvirt_xml_dirs=(str(tmp_path),)))
+            with caplog.at_level(logging.WARNING):
+                zones.rescan()
+                zones.rescan()
+            vm = zones.resolve(cgroup_id(os.path.join(cg[""], "machine.slice", real)))
+            fake = zones.resolve(cgroup_id(os.path.join(cg[""], "fake", real)))
+            fake2 = zones.resolve(cgroup_id(os.path.join(cg[""], "fake2", other_id)))
+        finally:
+            stop(qemu)
+    assert (vm.kind, vm.name, vm.instance_uuid) == ("libvirt", name, UUID)
+    assert vm.attribute("project_id") == "p-5678" and vm.attribute("user_id") == "u-1234"
+    # the impostors: no identity; both named alike, so only the older is a zone
+    assert (fake.kind, fake.instance_uuid, fake.attributes) == ("libvirt", None, ())
+    assert fake2 is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len([w for w in warnings if "/fake/" in w and "does not run in this scope" in w]) == 1
+    assert len([w for w in warnings if "/fake2/" in w and f"machine qemu-5-{name}" in w]) == 1
+    assert len([w for w in warnings if "/fake2/" in w and "is already zone" in w]) == 1
+    assert not [w for w in warnings if "/machine.slice/" in w.split(":")[1]]
+
+
+def test_two_scopes_claiming_one_instance_never_share_its_resource(tmp_path, caplog):
+    """A bare definition (no id, no pid) vouches for any scope of its name: the
+    first scope keeps the UUID, the second is no zone while the first lives
+    (one warning, not one per walk); once the first is gone the second gets it."""
+    name = f"instance-{os.getpid() + 1:08x}"
+    scope = rf"machine-qemu\x2d7\x2d{name.replace('-', chr(92) + 'x2d')}.scope"
+    (tmp_path / f"{name}.xml").write_text(
+        f"<domain><name>{name}</name><uuid>{UUID}</uuid></domain>")
+    with scratch_cgroups(f"one/{scope}", f"two/{scope}/sub") as cg:
+        first = cgroup_id(os.path.join(cg[""], "one", scope))
+        second = cgroup_id(os.path.join(cg[""], "two", scope))
+        zones = CgroupZones(ZoneConfig(libvirt_xml_dirs=(str(tmp_path),)), ttl=0.0)
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                listed = [z for z in zones.zones() if z.instance_uuid == UUID]
+        assert [z.id for z in listed] == [first]
+        assert zones.resolve(first).instance_uuid == UUID
+        assert zones.resolve(second) is None
+        assert zones.resolve(cgroup_id(cg[f"two/{scope}/sub"])) is None
+        warned = [r.getMessage() for r in caplog.records
+                  if r.levelno == logging.WARNING and UUID in r.getMessage()]
+        assert len(warned) == 1 and "/two/" in warned[0], warned
+        os.rmdir(os.path.join(cg[""], "one", scope))
+        assert [z.id for z in zones.zones() if z.instance_uuid == UUID] == [second]
+
+
+def test_plain_parents_trailing_slash_relative_and_missing(caplog):
+    with scratch_cgroups("tenants/acme") as cg:
+        top = "/" + os.path.basename(cg[""])
+        acme = cgroup_id(cg["tenants/acme"])
+        for spelled in (f"{top}/tenants/", f"{top}//tenants", f"{top}/tenants"):
+            zones = CgroupZones(ZoneConfig(plain_parents=(spelled,)))
+            assert zones.resolve(acme).name == "acme", spelled
+        with pytest.raises(ConfigError, match=r"plain_parents.*fix: /tenants\b"):
+            ZoneConfig(plain_parents=("tenants/",))
+        missing = f"{top}/no-such-parent"
+        zones = CgroupZones(ZoneConfig(plain_parents=(missing, f"{top}/tenants")))
+        with caplog.at_level(logging.WARNING):
+            for _ in range(3):
+                assert [z.id for z in zones.zones() if z.path.startswith(top)] == [acme]
+        warned = [r.getMessage() for r in caplog.records if missing in r.getMessage()]
+        assert len(warned) == 1 and "no such cgroup" in warned[0], warned
+        # the full filesystem path is a common slip: the warning says what to write
+        full = unified_root() + f"{top}/tenants"
+        with caplog.at_level(logging.WARNING):
+            CgroupZones(ZoneConfig(plain_parents=(full,))).zones()
+        assert any(f"under the unified root: {top}/tenants" in r.getMessage()
+                   for r in caplog.records)

@@ -48,7 +48,10 @@ OPTS = [
                      "containerd, podman, crio, service, scope, cgroup); empty: all."),
     cfg.ListOpt("plain_parents", default=[],
                 help="Linux: cgroups directly below these unified-hierarchy paths "
-                     "(e.g. /tenants) are zones."),
+                     "(absolute, e.g. /tenants) are zones."),
+    cfg.ListOpt("libvirt_xml_dirs", default=["/run/libvirt/qemu"],
+                help="Linux: where libvirt keeps the status records of running domains "
+                     "(a machine scope's instance UUID and Nova metadata come from there)."),
     cfg.StrOpt("vmadm_path", default="/usr/sbin/vmadm",
                help="SmartOS: vmadm, for the zone inventory."),
     cfg.StrOpt("zoneadm_path", default="/usr/sbin/zoneadm",
@@ -98,6 +101,8 @@ def validate(conf):
                               + (f" in {where}" if where else "")
                               + f": not a number (fix: {_fix(opt)})")
     _check_engine_options(group.engine_options)
+    from smartos_telemetry.zones.linux_cgroups import config_from_options
+    config_from_options(group)  # zone kinds, plain_parents
     return group
 
 

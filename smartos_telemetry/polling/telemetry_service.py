@@ -21,7 +21,6 @@ resources: the agent and every other pollster keep running.
 """
 
 import atexit
-import dataclasses
 import os
 import threading
 
@@ -82,11 +81,11 @@ class TelemetryService:
     def zone_layer(self):
         if self._zones is None:
             if self.platform == "linux":
-                from smartos_telemetry.zones.linux_cgroups import CgroupZones, ZoneConfig
-                config = ZoneConfig(plain_parents=tuple(self.opts.plain_parents))
-                if self.opts.zone_kinds:
-                    config = dataclasses.replace(config, kinds=frozenset(self.opts.zone_kinds))
-                self._zones = CgroupZones(config)
+                from smartos_telemetry.zones.linux_cgroups import (
+                    CgroupZones,
+                    config_from_options,
+                )
+                self._zones = CgroupZones(config_from_options(self.opts))
             else:
                 from smartos_telemetry.zones.smartos_vmadm import SmartOSZones, VmadmInventory
                 o = self.opts
