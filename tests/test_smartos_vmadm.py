@@ -33,6 +33,7 @@ A = "2a7c1e4f-8d3b-4f6a-9c2e-5b1d7e3f9a01"  # joyent, web01
 B = "b3e1c9d2-4a5f-4e8b-a7c6-1d2e3f4a5b02"  # lx, db01
 C = "c4f2d0e3-5b6a-4f9c-b8d7-2e3f4a5b6c03"  # kvm, no alias, no cap
 D = "d5a3e1f4-6c7b-4a0d-89e8-3f4a5b6c7d04"  # bhyve, stopped
+G = "a7c5e3b6-8e9d-4c2f-8b0a-5b6c7d8e9f06"  # builder brand, stopped
 E = "e6b4f2a5-7d8c-4b1e-9af9-4a5b6c7d8e05"  # a zone that is not a VM
 P1 = "9f0e7d6c-5b4a-4392-8170-6e5d4c3b2a19"
 P2 = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
@@ -126,11 +127,20 @@ def test_metadata_for_ceilometer(tools):
         "brand": "bhyve", "state": "stopped", "cpu_cap": 400, "max_physical_memory": 8192,
         "zfs_io_priority": 100}
     assert zones.metadata(E) == {}
+    # nics.*.ips supersedes the deprecated nics.*.ip (vmadm.8.md); an old
+    # VM's nic with only ip keeps that address
     assert zones.nic(A, "net0") == Nic("net0", "90:b8:d0:1a:2b:3c", "external",
-                                       "203.0.113.10", 42, True)
-    assert zones.nic(A, "net1") == Nic("net1", "90:b8:d0:1a:2b:3d", "internal", "10.0.0.10")
+                                       ("203.0.113.10/24", "2001:db8::10/64"), 42, True)
+    assert zones.nic(A, "net1") == Nic("net1", "90:b8:d0:1a:2b:3d", "internal",
+                                       ("10.0.0.10",))
     assert zones.nic(A, "net7") is None
-    assert zones.uuids_by_zonename() == {A: A, B: B, C: C, D: D}
+    # lx zones name their vnics eth0... (proptable.js interface_prefix)
+    assert zones.nic(B, "eth0") == Nic("eth0", "90:b8:d0:4d:5e:6f", "external",
+                                       ("203.0.113.11/24",), None, True)
+    assert zones.nic(B, "net0") is None
+    assert zones.nic(C, "net0").ips == ("dhcp",)
+    assert zones.metadata(G)["brand"] == "builder"
+    assert zones.uuids_by_zonename() == {A: A, B: B, C: C, D: D, G: G}
 
 
 def test_resolve_and_by_zonename(tools):
@@ -290,7 +300,8 @@ def test_zoneadm_failing_is_a_clear_error(tools):
 def test_parse_vmadm_skips_what_is_not_a_vm():
     with open(os.path.join(FIXTURES, "vmadm_lookup.json")) as f:
         vms, skipped = parse_vmadm(f.read())
-    assert sorted(vms) == sorted([A, B, C, D])
+    assert sorted(vms) == sorted([A, B, C, D, G])
+    assert vms[G].brand == "builder"
     assert skipped == 3  # no uuid; a uuid that is not one; a string
     assert vms[B].zfs_io_priority == 100  # "100": read as a number
     assert vms[B].cpu_cap is None

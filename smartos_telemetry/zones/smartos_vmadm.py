@@ -6,8 +6,8 @@ the VM UUID, which is the instance UUID; ``owner_uuid`` is the project.
 Two sources, two speeds:
 
 * **vmadm** (``vmadm lookup -j -o FIELDS``): what each VM *is* -- uuid,
-  zonename, alias, brand (joyent, lx, kvm, bhyve), state, owner_uuid,
-  cpu_cap, max_physical_memory, zfs_io_priority, nics.  vmadm is a node.js
+  zonename, alias, brand (joyent, joyent-minimal, builder, lx, kvm, bhyve),
+  state, owner_uuid, cpu_cap, max_physical_memory, zfs_io_priority, nics.  vmadm is a node.js
   program that reads every zone's configuration: slow (hundreds of ms to
   seconds), so :class:`VmadmInventory` caches its answer for
   ``refresh_interval`` and re-runs it early (at most once per
@@ -53,7 +53,9 @@ from smartos_telemetry.zones import Zone
 LOG = logging.getLogger(__name__)
 
 GLOBAL_ZONE = "global"
-BRANDS = frozenset({"joyent", "joyent-minimal", "lx", "kvm", "bhyve"})
+#: vmadm's brands (smartos-live src/vm/man/vmadm.8.md "brand"; proptable.js
+#: BRAND_OPTIONS); an entry of another brand is still a VM
+BRANDS = frozenset({"joyent", "joyent-minimal", "builder", "lx", "kvm", "bhyve"})
 VMADM_FIELDS = ("uuid", "zonename", "alias", "brand", "state", "owner_uuid", "cpu_cap",
                 "max_physical_memory", "zfs_io_priority", "nics")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -105,13 +107,20 @@ def run_command(argv, timeout, fix):
 
 @dataclasses.dataclass(frozen=True)
 class Nic:
-    """One of a VM's vnics, as vmadm describes it (``interface`` is the name
-    inside the zone, e.g. ``net0``; the per-vnic kstats carry it)."""
+    """One of a VM's vnics, as vmadm describes it.
+
+    ``interface`` is the name inside the zone and in the per-vnic kstats:
+    ``net0``, ``net1``... -- ``eth0``... in lx zones (smartos-live
+    proptable.js, the lx brand's ``interface_prefix``; VM.js).  ``ips`` are
+    the vnic's addresses as vmadm lists them in ``nics.*.ips`` (CIDR
+    addresses, ``dhcp``, ``addrconf``); a VM that has only the deprecated
+    ``nics.*.ip`` (vmadm.8.md) has that one address.
+    """
 
     interface: str
     mac: str = None
     nic_tag: str = None
-    ip: str = None
+    ips: tuple = ()
     vlan_id: int = None
     primary: bool = False
 
@@ -173,6 +182,15 @@ def _str(value):
     return value if isinstance(value, str) and value else None
 
 
+def _ips(nic):
+    """``nics.*.ips``, or the deprecated ``nics.*.ip`` where it is all there is."""
+    ips = nic.get("ips")
+    if isinstance(ips, list):
+        return tuple(ip for ip in ips if _str(ip))
+    ip = _str(nic.get("ip"))
+    return (ip,) if ip else ()
+
+
 def _nics(value):
     if not isinstance(value, list):
         return ()
@@ -180,8 +198,7 @@ def _nics(value):
     for nic in value:
         if isinstance(nic, dict) and _str(nic.get("interface")):
             out.append(Nic(nic["interface"], _str(nic.get("mac")), _str(nic.get("nic_tag")),
-                           _str(nic.get("ip")), _int(nic.get("vlan_id")),
-                           nic.get("primary") is True))
+                           _ips(nic), _int(nic.get("vlan_id")), nic.get("primary") is True))
     return tuple(out)
 
 
