@@ -77,7 +77,10 @@ NO_FBT_ON_LINUX = "no source without fbt/kprobes on this kind of Linux"
 CATALOGUE = (
     Meter(
         "cpu.runqueue.latency", "distribution", "ns",
-        "Time a zone's threads waited runnable for a CPU (wakeup or preemption to on-CPU).",
+        "Time a zone's threads waited runnable for a CPU, from becoming runnable (wakeup or "
+        "preemption) to running.  SmartOS: first sched:::enqueue to on-cpu, over every "
+        "queue a migrating thread sat on (the waits zone_misc nsec_waitrq sums); Linux: "
+        "sched_wakeup or a preempting sched_switch to the task's switch-in.",
         {
             SMARTOS_DTRACE: _src("smartos/runqueue.d", "runq_ns", "zonename"),
             LINUX_DTRACE: _src("linux/runqueue.d", "runq_ns", "cgroup_id"),
@@ -85,8 +88,11 @@ CATALOGUE = (
         }),
     Meter(
         "disk.io.latency", "distribution", "ns",
-        "Latency of the zone's disk I/O: ZFS zio latency on SmartOS; block-layer queue "
-        "to completion, by submitting cgroup, on Linux.",
+        "Latency of the zone's disk I/O.  SmartOS: ZFS reads and writes of the zone's zios "
+        "from dispatch to completion, one sample per leaf-vdev I/O (a mirror write counts "
+        "once per side), queue wait not included; writes are mostly the zone's "
+        "synchronous ones, as TXG writes are issued by the global zone.  Linux: "
+        "block-layer queue to completion, by submitting cgroup.",
         {
             SMARTOS_DTRACE: _src("smartos/zfs_io.d", "zio_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/diskio.d", "io_ns", "cgroup_id"),
@@ -94,20 +100,24 @@ CATALOGUE = (
         }),
     Meter(
         "disk.throttle.delay", "counter", "ns",
-        "Delay the ZFS I/O throttle injected into the zone's threads.",
+        "Delay the ZFS I/O throttle injected into the zone's threads (zfs-zone-wait, fired "
+        "just before the wait; 5 us steps, up to 100 us, 200 us for writes during heavy "
+        "TXG syncing).",
         {SMARTOS_DTRACE: _src("smartos/zfs_io.d", "throttle_delay_ns", "zoneid")},
         {LINUX_DTRACE: "Linux has no per-zone I/O throttle delay source (io.pressure is "
                        "stall time, not injected delay)",
          LINUX_BPFTRACE: "as for Linux DTrace"}),
     Meter(
         "disk.throttle.count", "counter", "event",
-        "Times the ZFS I/O throttle delayed one of the zone's I/Os.",
+        "Times the ZFS I/O throttle delayed one of the zone's reads or writes "
+        "(zfs-zone-wait).",
         {SMARTOS_DTRACE: _src("smartos/zfs_io.d", "throttle_count", "zoneid")},
         {LINUX_DTRACE: "no per-zone I/O throttle events on Linux",
          LINUX_BPFTRACE: "no per-zone I/O throttle events on Linux"}),
     Meter(
         "network.tcp.connect.latency", "distribution", "ns",
-        "Active TCP open: connect request to established, by the socket's zone.",
+        "Active TCP open: first SYN sent to SYN-ACK received, by the connection's zone "
+        "(SmartOS: the tcp provider's cs_zoneid, the zone of the connection's credential).",
         {
             SMARTOS_DTRACE: _src("smartos/tcp.d", "connect_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "connect_ns", "cgroup_id"),
@@ -116,7 +126,8 @@ CATALOGUE = (
     Meter(
         "network.tcp.rtt", "distribution", "ns",
         "Smoothed round-trip time of the zone's TCP connections, one sample per ACK "
-        "(Linux tcp_probe) or per RTT measurement (illumos tcp_set_rto).",
+        "(Linux tcp_probe) or per RTT measurement (illumos tcp_set_rto: the SRTT before "
+        "that sample, filed under the zone of the connection's credential).",
         {
             SMARTOS_DTRACE: _src("smartos/tcp.d", "srtt_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "srtt_ns", "cgroup_id"),
@@ -124,7 +135,8 @@ CATALOGUE = (
         }),
     Meter(
         "network.tcp.retransmits", "counter", "segment",
-        "TCP segments the zone's connections retransmitted.",
+        "TCP segments the zone's connections retransmitted (SmartOS: tcp:::send with "
+        "tcps_retransmit; Linux: tcp_retransmit_skb).",
         {
             SMARTOS_DTRACE: _src("smartos/tcp.d", "retransmits", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "retransmits", "cgroup_id"),
@@ -132,7 +144,9 @@ CATALOGUE = (
         }),
     Meter(
         "network.tcp.connect.failures", "counter", "event",
-        "Active TCP opens that did not reach ESTABLISHED (refused, reset, timed out).",
+        "Active TCP opens that did not reach ESTABLISHED: refused, reset or timed out on "
+        "Linux; on SmartOS only those an RST refused (tcp:::connect-refused; a timed-out "
+        "SYN fires no probe).",
         {
             SMARTOS_DTRACE: _src("smartos/tcp.d", "connect_failed", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "connect_failed", "cgroup_id"),
