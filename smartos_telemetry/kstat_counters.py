@@ -107,8 +107,14 @@ Traps, and what is done about them:
   writes are issued by the global zone's sync thread, so a zone's write
   counts and bytes are mostly its synchronous writes.  ``waittime`` and
   ``rlentime`` cover reads only.
-* ``ierrors``/``oerrors`` are 32-bit on some NICs; a wrap reads as a
-  restart of that counter (the accumulator's rule).
+* ``ierrors``/``oerrors``/``norcvbuf``/``noxmtbuf`` are 32-bit in every
+  link kstat (``dls_stat.c``); a wrap reads as a restart of that counter
+  (the accumulator's rule): the counts between the last poll and the
+  wrap are lost.
+* ``caps`` kstats exist only for zones with a CPU cap and are created in the
+  zone (``rctl.c``, ``kstat_create_zone("caps", zoneid, ...)``: instance =
+  zoneid); ``above_sec``/``below_sec`` go back to 0 when the cap changes
+  (``cpucaps.c``), read as a restart like a wrap.
 """
 
 import threading
