@@ -1,0 +1,1 @@
+"""The libbpf engine: the shipped CO-RE BPF programs, loaded through libbpf."""

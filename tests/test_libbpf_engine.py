@@ -1,0 +1,202 @@
+"""The libbpf engine for real: the shipped CO-RE programs, real cgroups, real workloads.
+
+Root, real kernel, real libbpf (runs in CI, never skipped).  Each test puts
+known work in zone A and different work in neighbour zone B and checks
+each zone's numbers against what the test did -- or against the kernel's
+own accounting (``/proc/<pid>/schedstat``).
+"""
+
+import os
+import signal
+import time
+
+import pytest
+from linux_workloads import (
+    cgroup_id,
+    percentile,
+    python_in,
+    scratch_cgroups,
+    stop,
+    wait_for,
+)
+
+from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
+from smartos_telemetry.errors import ConfigError, EngineUnavailable
+from smartos_telemetry.scripts import script_path
+
+pytestmark = pytest.mark.root
+
+HOG = "print('ready', flush=True)\nwhile True: pass"
+SLEEPER = "import time\nwhile True: time.sleep(0.001)"
+
+
+def engine_for(script, **options):
+    rel = f"linux/{script}"
+    with open(script_path(rel), encoding="utf-8") as f:
+        return LibbpfEngine(f.read(), rel, options)
+
+
+def total_ns(histogram):
+    return sum((b.low + b.high) / 2 * b.count for b in histogram.buckets)
+
+
+def schedstat(pid):
+    """``(run_delay ns, timeslices)`` summed over the threads of ``pid``."""
+    delay = slices = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            _, d, n = (int(x) for x in f.read().split())
+        delay += d
+        slices += n
+    return delay, slices
+
+
+def start_hogs(path, n):
+    hogs = [python_in(path, HOG, stdout=__import__("subprocess").PIPE, text=True)
+            for _ in range(n)]
+    for hog in hogs:
+        assert hog.stdout.readline().strip() == "ready"
+    return hogs
+
+
+def test_unavailable_reasons_and_bad_options():
+    assert LibbpfEngine.available() is None  # this host: root, BTF, objects built
+    assert LibbpfEngine.version().startswith("libbpf v1.")
+    with pytest.raises(ConfigError, match="runq_design"):
+        engine_for("runqueue.bpf.c", runq_design="fast")
+    with pytest.raises(ConfigError, match="unknown libbpf engine option"):
+        engine_for("runqueue.bpf.c", zones=3)
+    with pytest.raises(ConfigError, match="shipped"):
+        LibbpfEngine(open(script_path("linux/runqueue.bpf.c")).read(), "mine.c")
+
+
+@pytest.mark.parametrize("design", ["sched_info", "wakeup_stamp"])
+def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper(design):
+    with scratch_cgroups("hogs", "sleeper") as cg, \
+            engine_for("runqueue.bpf.c", runq_design=design) as engine:
+        assert engine.design == design
+        hog_id, sleeper_id = cgroup_id(cg["hogs"]), cgroup_id(cg["sleeper"])
+        hogs = start_hogs(cg["hogs"], 3)
+        sleeper = python_in(cg["sleeper"], SLEEPER)
+        try:
+            time.sleep(1)
+            settled = engine.snapshot()
+            time.sleep(3)
+            snap = engine.snapshot().delta(settled)
+        finally:
+            stop(*hogs, sleeper)
+    runq = snap["runq_ns"]
+    assert runq.action == "llquantize"
+    hog, slp = runq.rows[(hog_id,)], runq.rows[(sleeper_id,)]
+    # 3 hogs on 2 CPUs queue for time slices (ms); the sleeper runs at once
+    assert hog.count >= 100 and slp.count >= 500
+    assert percentile(hog, 0.9) > 50 * percentile(slp, 0.9), (hog, slp)
+    assert percentile(hog, 0.9) >= 1_000_000
+    assert total_ns(hog) > 10 * total_ns(slp)
+    assert snap["runq_ns_sum"].rows[(hog_id,)] > 10 * snap["runq_ns_sum"].rows[(sleeper_id,)]
+
+
+def test_run_queue_wait_per_zone_is_the_kernel_s_run_delay():
+    """Zone A's waits, summed, are what its tasks' run_delay grew by (within 2%),
+    one event per time slice; neighbour B's are B's."""
+    with scratch_cgroups("a", "b") as cg, engine_for("runqueue.bpf.c") as engine:
+        assert engine.design == "sched_info"
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        # started after the engine: run_delay counts from 0 at fork, as the program does
+        hogs = start_hogs(cg["a"], 3)
+        sleepers = [python_in(cg["b"], SLEEPER) for _ in range(2)]
+        procs = hogs + sleepers
+        try:
+            time.sleep(3)
+            # stopped, each task has left its CPU: its last wait is recorded
+            for p in procs:
+                p.send_signal(signal.SIGSTOP)
+            assert wait_for(lambda: all(_state(p.pid) == "T" for p in procs), 5)
+            truth = {z: [schedstat(p.pid) for p in ps] for z, ps in ((a, hogs), (b, sleepers))}
+            snap = engine.snapshot()
+        finally:
+            stop(*procs)
+    for zone, stats in truth.items():
+        run_delay = sum(d for d, _ in stats)
+        slices = sum(n for _, n in stats)
+        measured = snap["runq_ns_sum"].rows[(zone,)]
+        events = snap["runq_ns"].rows[(zone,)].count
+        assert run_delay > 0
+        assert abs(measured - run_delay) <= 0.02 * run_delay, (zone, measured, run_delay)
+        assert abs(events - slices) <= 0.02 * slices + 2, (zone, events, slices)
+    # the hogs' total, from the buckets alone, is within the bucket error too
+    hist = snap["runq_ns"].rows[(a,)]
+    assert abs(total_ns(hist) - snap["runq_ns_sum"].rows[(a,)]) <= \
+        0.0625 * snap["runq_ns_sum"].rows[(a,)]
+
+
+def _state(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def test_a_deleted_zone_is_reclaimed_from_the_kernel_and_keeps_its_counts():
+    with engine_for("runqueue.bpf.c", reclaim_interval=0) as engine:
+        with scratch_cgroups("gone", "stays") as cg:
+            gone, stays = cgroup_id(cg["gone"]), cgroup_id(cg["stays"])
+            procs = [python_in(cg["gone"], SLEEPER), python_in(cg["stays"], SLEEPER)]
+            time.sleep(1)
+            stop(procs[0])
+            before = engine.snapshot()
+            assert {gone, stays} <= engine.kernel_keys("runq_ns")
+            last = before["runq_ns"].rows[(gone,)]
+            last_sum = before["runq_ns_sum"].rows[(gone,)]
+            assert last.count > 100
+            os.rmdir(cg["gone"])
+            after = engine.snapshot()  # reclaims: the cgroup is gone
+            keys = engine.kernel_keys("runq_ns")
+            assert gone not in keys and stays in keys
+            assert engine.reclaimed >= 1
+            # its final counts are still delivered, and stay (totals never drop)
+            assert after["runq_ns"].rows[(gone,)] == last
+            assert after["runq_ns_sum"].rows[(gone,)] == last_sum
+            time.sleep(0.3)
+            later = engine.snapshot()
+            assert later["runq_ns"].rows[(gone,)] == last
+            assert later["runq_ns"].rows[(stays,)].count > after["runq_ns"].rows[(stays,)].count
+            stop(procs[1])
+
+
+def test_zones_past_max_zones_are_counted_as_drops():
+    with scratch_cgroups("z1", "z2", "z3") as cg, \
+            engine_for("runqueue.bpf.c", max_zones=2) as engine:
+        procs = [python_in(cg[z], SLEEPER) for z in ("z1", "z2", "z3")]
+        try:
+            time.sleep(1)
+            snap = engine.snapshot()
+        finally:
+            stop(*procs)
+        assert len(engine.kernel_keys("runq_ns")) == 2
+    assert len(snap["runq_ns"].rows) == 2
+    assert snap.health.drops.get("zones_full", 0) > 100  # three sleepers, 1,000 wakeups/s
+    assert engine.health().drops == {}  # stopped: nothing more to read
+
+
+def test_without_the_binding_the_engine_says_why(monkeypatch):
+    from smartos_telemetry.engines.libbpf import binding
+
+    def no_module(name):
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    binding._binding.cache_clear()
+    monkeypatch.setattr(binding.importlib, "import_module", no_module)
+    try:
+        reason = LibbpfEngine.available()
+        assert "no <bpf/libbpf.h> was found" in reason
+        with pytest.raises(EngineUnavailable, match="libbpf not available.*apt-get install"):
+            engine_for("runqueue.bpf.c").start()
+    finally:
+        monkeypatch.undo()
+        binding._binding.cache_clear()
+    assert LibbpfEngine.available() is None
+
+
+def test_an_object_built_from_another_source_is_refused():
+    source = open(script_path("linux/runqueue.bpf.c")).read() + "\n/* changed */\n"
+    with pytest.raises(EngineUnavailable, match="built from another version"):
+        LibbpfEngine(source, "linux/runqueue.bpf.c").start()
