@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import xml.etree.ElementTree as ET
 
 import pytest
 from linux_workloads import cgroup_id, pid_alive, python_in, scratch_cgroups, stop, wait_for
@@ -31,7 +32,14 @@ from test_linux_meters import (
 )
 
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
+from smartos_telemetry.snapshot import (
+    INT64_MAX,
+    INT64_MIN,
+    Aggregation,
+    EngineHealth,
+    Histogram,
+    Snapshot,
+)
 from smartos_telemetry.top import batch
 from smartos_telemetry.top import model as m
 from smartos_telemetry.top import names as names_mod
@@ -282,6 +290,78 @@ def test_batch_table_and_json_lines_from_the_model():
     assert lines[0].startswith("smartos-dtrace-top ") and "linux/bpftrace" in lines[0]
     assert lines[1].split()[:2] == ["ZONE", "INSTANCE"]
     assert lines[2].split()[0] == "a" and "1.00us" in lines[2] and lines[2].split()[-2] == "3"
+
+
+# -- heatmaps against the interval histograms ----------------------------------------------
+
+SVG = "{http://www.w3.org/2000/svg}"
+#: the heatmaps' bands as the README gives them: 1-2-5 per decade, in ns
+BAND_EDGES = [f * 10**e for e in range(12) for f in (1, 2, 5)]
+
+
+def band(low, high):
+    """``(low, high)`` of the band that holds a bucket: the one of its midpoint,
+    an open-ended bucket at its finite bound."""
+    value = high if low == INT64_MIN else low if high == INT64_MAX else (low + high) // 2
+    i = max([0] + [i for i, e in enumerate(BAND_EDGES[:-1]) if e <= value])
+    return BAND_EDGES[i], BAND_EDGES[i + 1]
+
+
+def rebinned(buckets):
+    out = {}
+    for low, high, count in buckets:
+        out[band(low, high)] = out.get(band(low, high), 0) + count
+    return out
+
+
+def svg_heatmaps(text):
+    """``{zone name: {meter: [column element]}}`` of an SVG from -o heatmap."""
+    root = ET.fromstring(text)
+    assert root.tag == SVG + "svg"
+    out = {}
+    for zone in root.iter(SVG + "g"):
+        if zone.get("class") != "zone":
+            continue
+        name = zone.get("data-name")
+        assert name not in out, f"two heatmap groups for {name}"
+        out[name] = {}
+        for heat in zone.iter(SVG + "g"):
+            if heat.get("class") == "heatmap":
+                columns = [c for c in heat if c.tag == SVG + "g" and c.get("class") == "column"]
+                assert int(heat.get("data-columns")) == len(columns)
+                out[name][heat.get("data-meter")] = columns
+    return out
+
+
+def check_heatmaps(text, records, meters):
+    """The SVG holds one heatmap per zone and meter, a column per interval, and
+    each column's cells are that interval's histogram (``--buckets`` in the
+    JSON lines of the same run) re-binned, with its p50 and p99."""
+    maps = svg_heatmaps(text)
+    names = {z["name"] for r in records for z in r["zones"]}
+    assert set(maps) == names
+    for name, per_meter in maps.items():
+        assert set(per_meter) == set(meters), (name, set(per_meter))
+        for meter, columns in per_meter.items():
+            by_end = {c.get("data-end"): c for c in columns}
+            assert len(by_end) == len(columns)
+            # a Ctrl-C may land between an interval's sample and its JSON line:
+            # then the SVG has that one more interval, the last
+            assert len(records) <= len(columns) <= len(records) + 1
+            assert [c.get("data-end") for c in columns[:len(records)]] == \
+                [r["timestamp"] for r in records]
+            for record in records:
+                zone = next(z for z in record["zones"] if z["name"] == name)
+                value = zone["meters"][meter]
+                column = by_end[record["timestamp"]]
+                cells = {(int(c.get("data-low")), int(c.get("data-high"))):
+                         int(c.get("data-count")) for c in column if c.get("class") == "cell"}
+                assert cells == rebinned(value.get("buckets", [])), (name, meter, record)
+                assert int(column.get("data-count")) == value["count"]
+                for stat in ("p50", "p99"):
+                    want = "" if value[stat] is None else str(value[stat])
+                    assert column.get(f"data-{stat}") == want, (name, meter, stat)
+    return maps
 
 
 # -- for real: bpftrace, test cgroups, known workloads -----------------------------------

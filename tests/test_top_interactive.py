@@ -133,7 +133,7 @@ def test_sort_filter_drill_help_and_quit_in_80x24(zones):
                       "RTT99", "RETX"):
             assert title in header, header
         assert "sort: CPU% [c] descending" in screen[1]
-        assert screen[-1].startswith("q:quit ?:help Enter:zone /:filter sort:n i c R r d")
+        assert screen[-1].startswith("q:quit ?:help Enter:zone h:heatmap /:filter sort:n i c R r d")
         rows = data_rows(screen)
         assert sorted(rows) == ["(host)", "cool", "hot"]
         assert rows.index("hot") < rows.index("cool")

@@ -20,7 +20,7 @@ import sys
 from smartos_telemetry.engines.engine_set import EngineSet, choose
 from smartos_telemetry.engines.select import ENGINE_CHOICES
 from smartos_telemetry.errors import ConfigError, EngineUnavailable, TelemetryError
-from smartos_telemetry.top import model
+from smartos_telemetry.top import heatmap, model
 
 PROG = "smartos-dtrace-top"
 HELP = "live per-zone view: CPU, run-queue, disk I/O and TCP latencies (like prstat -Z)"
@@ -29,14 +29,23 @@ columns (sort keys in brackets; a column shows only where its meter has a source
 """ + "\n".join(f"  [{c.key}] {c.title:8} {c.help}" for c in model.COLUMNS) + """
 
 keys: the sort keys above (again: reverse), Up/Down select, Enter drill into
-the zone (its histograms), / filter, Esc clear filter, ? help, q quit
+the zone (its histograms), h the zone's latency heatmap (Tab or 1-4: meter),
+/ filter, Esc clear filter, ? help, q quit
 
 examples:
   smartos-dtrace-top                               live view
   smartos-dtrace-top -b -n 3 -i 5                  three 5-second tables
   smartos-dtrace-top -b -o json -z web01           JSON lines for one zone
+  smartos-dtrace-top -b -n 60 -o heatmap > hm.svg  a minute of heatmaps, as SVG
   smartos-dtrace-top --plain-parent /tenants       cgroups below /tenants are zones
 """
+
+
+def whole(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a whole number more than 0")
+    return value
 
 
 def positive(text):
@@ -49,8 +58,17 @@ def positive(text):
 def add_arguments(p):
     p.add_argument("-b", "--batch", action="store_true",
                    help="batch mode: print every interval (no screen), like top -b")
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table",
-                   help="batch output: a table, or one JSON object per interval")
+    p.add_argument("-o", "--output", choices=("table", "json", "heatmap"), default="table",
+                   help="batch output: a table or one JSON object per interval, or at the "
+                        "end an SVG of every zone's latency heatmaps")
+    p.add_argument("--heatmap", metavar="FILE.svg",
+                   help="at the end (count reached, q, Ctrl-C), write every zone's latency "
+                        "heatmaps over the run to FILE.svg")
+    p.add_argument("--buckets", action="store_true",
+                   help="-o json: each distribution also with its interval histogram "
+                        "(buckets as [low, high, count], ns)")
+    p.add_argument("--history", type=whole, default=heatmap.DEFAULT_LENGTH, metavar="INTERVALS",
+                   help="intervals the heatmaps keep (default %(default)s)")
     p.add_argument("-i", "--interval", type=positive, default=2.0, metavar="SECONDS",
                    help="seconds between refreshes (default 2)")
     p.add_argument("-n", "--count", type=int, default=0, metavar="COUNT",
@@ -137,6 +155,14 @@ FIXES = {
 }
 
 
+def writable(path):
+    """Fail now, not at the end of a run, where ``path`` cannot be written."""
+    where = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path) or not os.path.isdir(where) or not os.access(where, os.W_OK):
+        raise ConfigError(f"--heatmap {path}: cannot write a file there (fix: name a file "
+                          f"in a directory that exists and is writable)")
+
+
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
 
@@ -156,12 +182,18 @@ def run(args):
     log = setup_logging()
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _terminate)
+    if args.output == "heatmap" and not args.batch:
+        say("error: -o heatmap is batch output (fix: add -b, or use --heatmap FILE.svg "
+            "with the live view)")
+        return 2
     if not args.batch and not (sys.stdin.isatty() and sys.stdout.isatty()):
         say("error: the live view needs a terminal (fix: run it in one, or use -b for "
             "batch output)")
         return 2
     engines = None
     try:
+        if args.heatmap is not None:
+            writable(args.heatmap)
         if os.geteuid() != 0:
             raise EngineUnavailable("tracing", "needs root (DTrace and bpftrace attach "
                                     "kernel probes)", fix=f"run it as root: sudo {PROG}")
@@ -175,7 +207,8 @@ def run(args):
         cpu = None
         if platform == "linux":
             cpu = model.CgroupCpu(layer.root)
-        top = model.TopModel(engines, layer, zone_filter=args.zone, cpu=cpu)
+        top = model.TopModel(engines, layer, zone_filter=args.zone, cpu=cpu,
+                             history=args.history)
         columns = {c.id: c for c in top.columns()}
         sort = args.sort or ("cpu" if "cpu" in columns else "runq_p99")
         if sort not in columns:
@@ -192,7 +225,8 @@ def run(args):
         if args.batch:
             from smartos_telemetry.top import batch
             return batch.run(top, args.interval, args.count, args.output, sys.stdout,
-                             columns[sort], args.reverse)
+                             columns[sort], args.reverse, heatmap=args.heatmap,
+                             buckets=args.buckets)
         from smartos_telemetry.top import screen
         log.hold()
         try:
@@ -200,6 +234,10 @@ def run(args):
                               count=args.count)
         finally:
             log.release()
+            if args.heatmap is not None:
+                from smartos_telemetry.top import batch
+                batch.write_file(args.heatmap, batch.svg(top))
+                say(f"heatmaps written to {args.heatmap}")
     except TelemetryError as exc:
         message = " ".join(str(exc).split())
         if isinstance(exc, EngineUnavailable):

@@ -9,7 +9,8 @@ and zone (a :class:`Frame` of :class:`ZoneRow`):
 
 * distribution meters: ``{"count", "p50", "p95", "p99", "max"}`` of the
   interval's events (ns; percentiles None when there were none), and the
-  interval's histogram for the drill-down view;
+  interval's histogram for the drill-down view (and, the last ``history``
+  intervals of them, the heatmaps: :class:`~smartos_telemetry.top.heatmap.History`);
 * counter meters: what the interval added (events, segments or ns);
 * ``cpu.util`` (Linux): CPU time the zone's cgroup used over the interval,
   in percent of one CPU (``cpu.stat`` ``usage_usec``), like top's %CPU.
@@ -29,7 +30,7 @@ from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.percentiles import interval_stats
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 from smartos_telemetry.text_format import display_text
-from smartos_telemetry.top import names
+from smartos_telemetry.top import heatmap, names
 from smartos_telemetry.zones import Zone
 
 CPU_UTIL = "cpu.util"
@@ -99,9 +100,18 @@ class ZoneRow:
     meters: dict  # meter -> number, or {"count", "p50", "p95", "p99", "max"}
     histograms: dict = dataclasses.field(default_factory=dict)  # meter -> Histogram
 
-    def as_json(self):
+    def as_json(self, buckets=False):
+        """``buckets``: each distribution also with its interval histogram,
+        ``"buckets": [[low, high, count], ...]`` (non-empty buckets, ns)."""
+        meters = self.meters
+        if buckets:
+            meters = dict(meters)
+            for meter, hist in self.histograms.items():
+                meters[meter] = dict(meters[meter], buckets=[
+                    [lo, hi, n] for lo, hi, n in zip(hist.lows, hist.highs, hist.counts,
+                                                     strict=True) if n])
         return {"zone": self.zone.id, "name": self.zone.name,
-                "instance_id": self.zone.instance_uuid, "meters": self.meters}
+                "instance_id": self.zone.instance_uuid, "meters": meters}
 
 
 @dataclasses.dataclass
@@ -202,7 +212,8 @@ class TopModel:
     """
 
     def __init__(self, engines, zone_layer, zone_filter=(), cpu=None, clock=time.monotonic,
-                 wallclock=time.time):
+                 wallclock=time.time, history=heatmap.DEFAULT_LENGTH):
+        """``history``: how many intervals the heatmaps keep (:attr:`history`)."""
         self.engines = engines
         self.zone_layer = zone_layer
         self.zone_filter = tuple(zone_filter or ())
@@ -214,6 +225,8 @@ class TopModel:
         if cpu is not None:
             self.kinds[CPU_UTIL] = "util"
         self.meters = tuple(self.kinds)
+        self.history = heatmap.History(
+            [m for m, kind in self.kinds.items() if kind == "distribution"], history)
         self.host = Zone(None, "global" if engines.platform == "smartos" else "(host)", "host")
         self._totals = {}
         self._last = None
@@ -285,9 +298,11 @@ class TopModel:
         last, self._last = self._last, now
         if last is None:
             return None
-        return Frame(self.wallclock(), self.engines.name, self.engines.platform, now - last,
-                     sorted(rows.values(), key=lambda r: (r.zone.name, str(r.zone.id))),
-                     self.engines.health(), self.meters)
+        frame = Frame(self.wallclock(), self.engines.name, self.engines.platform, now - last,
+                      sorted(rows.values(), key=lambda r: (r.zone.name, str(r.zone.id))),
+                      self.engines.health(), self.meters)
+        self.history.add(frame)
+        return frame
 
     def _cpu(self, rows, every):
         paths = {z.id: z.path for z in every if z.path}

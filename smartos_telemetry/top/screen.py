@@ -21,6 +21,8 @@ import os
 import time
 
 from smartos_telemetry.text_format import display_text, histogram_lines
+from smartos_telemetry.top import heatmap as hm
+from smartos_telemetry.top import heatmap_text as ht
 from smartos_telemetry.top import model as m
 
 ESC = 27
@@ -29,6 +31,12 @@ BACK = (ESC, curses.KEY_BACKSPACE, 127, 8, curses.KEY_LEFT, ord("b"))
 ERASE = (curses.KEY_BACKSPACE, 127, 8)
 NOTHING = object()  # no zone selected (the host row's id is None)
 BLOCK_WIDTH = 76    # a histogram block; two side by side from 2 x this wide
+HEAT_KEYS = (ord("h"), ord("H"))
+#: the heatmap's shades in colour: 256-colour terminals, then 8-colour ones
+RAMP_256 = (25, 38, 78, 220, 196)
+RAMP_8 = (curses.COLOR_BLUE, curses.COLOR_CYAN, curses.COLOR_GREEN, curses.COLOR_YELLOW,
+          curses.COLOR_RED)
+STACKED = 40        # lines from which the host's heatmap shows below the zone's
 
 
 class View:
@@ -45,7 +53,11 @@ class View:
         self.clock = clock
         self.frame = None
         self.frames = 0
-        self.mode = "table"  # table | zone | help
+        self.mode = "table"  # table | zone | heatmap | help
+        self.heat_from = "table"  # where Esc goes back to from the heatmap
+        self.meters = [n for n in hm.METER_LABELS if top.kinds.get(n) == "distribution"]
+        self.meter = 0       # the heatmap's meter, an index into meters
+        self.shades = None   # curses attributes per shade level, once colours are set up
         self.filter = ""
         self.prompt = None   # the filter being typed, or None
         self.before_prompt = ""
@@ -92,6 +104,8 @@ class View:
             self.draw_help(h, w)
         elif self.mode == "zone":
             self.draw_zone(h, w)
+        elif self.mode == "heatmap":
+            self.draw_heatmap(h, w)
         else:
             self.draw_table(h, w)
         self.scr.refresh()
@@ -140,7 +154,7 @@ class View:
         else:
             shown = {c.id for c, _ in layout}
             keys = " ".join(c.key for c in self.columns if c.id in shown)
-            footer = f"q:quit ?:help Enter:zone /:filter sort:{keys}"
+            footer = f"q:quit ?:help Enter:zone h:heatmap /:filter sort:{keys}"
         self.put(h - 1, 0, footer)
 
     def zone_lines(self, row, width):
@@ -195,13 +209,87 @@ class View:
         for i, text in enumerate(lines[self.line:self.line + space]):
             self.put(2 + i, 0, text)
         more = f"  lines {self.line + 1}-{min(len(lines), self.line + space)} of {len(lines)}"
-        self.put(h - 1, 0, "Esc/b:back Up/Down/PgUp/PgDn:scroll q:quit" + more)
+        self.put(h - 1, 0, "Esc/b:back h:heatmap Up/Down/PgUp/PgDn:scroll q:quit" + more)
+
+    def draw_heatmap(self, h, w):
+        """The selected zone's heatmap of one meter over the last intervals (and,
+        in a tall terminal, the host's below it)."""
+        row = next((r for r in self.rows() if r.zone.id == self.selected_id), None)
+        if row is None:
+            self.put(1, 0, "the zone is gone (Esc: back)")
+            return
+        meter = self.meters[self.meter]
+        tabs = [(f" {i + 1}:{hm.METER_LABELS[name]} ", i == self.meter)
+                for i, name in enumerate(self.meters)]
+        x = 0
+        for text, current in tabs:
+            self.put(1, x, text, curses.A_REVERSE if current else 0)
+            x += len(text)
+        maps = [row.zone]
+        host = next((r.zone for r in self.frame.rows if r.zone.id is None), None)
+        if h >= STACKED and host is not None and row.zone.id is not None:
+            maps.append(host)
+        y, space = 2, h - 3
+        for i, zone in enumerate(maps):
+            height = space // len(maps) if i < len(maps) - 1 else space - (y - 2)
+            y += self.draw_map(y, height, w, zone, meter)
+        self.put(h - 1, 0, "Esc/b:back Tab/1-4:meter Up/Down:zone Enter:zone view q:quit")
+
+    def draw_map(self, y, height, w, zone, meter):
+        """One heatmap in ``height`` lines from line ``y``; the lines used."""
+        shown = ht.map_width(w)
+        heat = hm.build(self.top.history, zone, meter, shown, max(2, height - 5))
+        latest = heat.columns[-1] if heat.columns else None
+        head = f"zone {display_text(zone.name)}  {hm.METER_LABELS[meter]} latency"
+        if latest is not None:
+            now = f"  last interval: {latest.count} events, p50 {m.fmt_ns(latest.p50)}," \
+                  f" p99 {m.fmt_ns(latest.p99)}"
+            head += now if len(head) + len(now) <= w else ""
+        self.put(y, 0, head, curses.A_BOLD)
+        for i, runs in enumerate(ht.lines(heat, w)):
+            x = 0
+            for text, style in runs:
+                self.put(y + 1 + i, x, text, self.style(style))
+                x += len(text)
+        return 1 + len(heat.rows) + 3
+
+    def style(self, style):
+        """The curses attribute of a heatmap run."""
+        if style is None:
+            return 0
+        if self.shades is None:
+            self.shades = self._shade_attrs()
+        kind, level = style
+        attr = self.shades[level]
+        return attr | curses.A_BOLD | curses.A_REVERSE if kind != "shade" else attr
+
+    @staticmethod
+    def _shade_attrs():
+        """Colour pairs for the shade levels where the terminal has colours."""
+        attrs = [0] * (ht.LEVELS + 1)
+        try:
+            if not curses.has_colors():
+                return attrs
+            curses.start_color()
+            try:
+                curses.use_default_colors()
+                background = -1
+            except curses.error:
+                background = curses.COLOR_BLACK
+            ramp = RAMP_256 if curses.COLORS >= 256 else RAMP_8
+            for level in range(1, ht.LEVELS + 1):
+                curses.init_pair(level, ramp[level - 1], background)
+                attrs[level] = curses.color_pair(level)
+        except curses.error:
+            pass
+        return attrs
 
     def draw_help(self, h, w):
         lines = ["sort keys (again: reverse order):"]
         lines += [f"  {c.key}  {c.title:8} {c.help}" for c in self.columns]
         lines += ["", "  Up/Down/PgUp/PgDn/Home/End  select a zone",
                   "  Enter  the zone's distributions (histograms, this interval)",
+                  "  h      the zone's latency heatmap (Tab or 1-4: meter, Up/Down: zone)",
                   "  /      filter zones (part of a name, UUID or id); Esc clears",
                   "  q      quit (Ctrl-C too)", "", "any key: back"]
         for i, text in enumerate(lines[:h - 2]):
@@ -221,6 +309,8 @@ class View:
             self.mode = "table"
         elif self.mode == "zone":
             self.on_zone_key(ch)
+        elif self.mode == "heatmap":
+            self.on_heatmap_key(ch)
         else:
             self.on_table_key(ch)
         return True
@@ -242,8 +332,29 @@ class View:
                  curses.KEY_NPAGE: h - 4, curses.KEY_HOME: -10**9, curses.KEY_END: 10**9}
         if ch in BACK:
             self.mode = "table"
+        elif ch in HEAT_KEYS and self.meters:
+            self.mode, self.heat_from = "heatmap", "zone"
         elif ch in moves:
             self.line = max(0, self.line + moves[ch])
+
+    def on_heatmap_key(self, ch):
+        digits = {ord(str(i + 1)): i for i in range(len(self.meters))}
+        if ch in BACK or ch in HEAT_KEYS:
+            self.mode = self.heat_from
+        elif ch in ENTER:
+            self.mode, self.line = "zone", 0
+        elif ch in (9, ord("m")):  # Tab
+            self.meter = (self.meter + 1) % len(self.meters)
+        elif ch in (curses.KEY_BTAB, ord("M")):
+            self.meter = (self.meter - 1) % len(self.meters)
+        elif ch in digits:
+            self.meter = digits[ch]
+        elif ch in (curses.KEY_UP, curses.KEY_DOWN):
+            rows = self.rows()
+            self._follow_selection(rows)
+            step = -1 if ch == curses.KEY_UP else 1
+            self.selected = max(0, min(len(rows) - 1, self.selected + step))
+            self.selected_id = rows[self.selected].zone.id if rows else NOTHING
 
     def on_table_key(self, ch):
         h, _ = self.scr.getmaxyx()
@@ -261,7 +372,10 @@ class View:
             self.before_prompt, self.prompt = self.filter, self.filter
         elif ch == ESC:
             self.filter = ""
-        elif ch in (ord("?"), ord("h")):
+        elif ch in HEAT_KEYS:
+            if self.rows() and self.meters:
+                self.mode, self.heat_from = "heatmap", "table"
+        elif ch == ord("?"):
             self.mode = "help"
         elif 0 <= ch < 256 and chr(ch) in self.keys:
             column = self.keys[chr(ch)]
