@@ -326,5 +326,9 @@ def test_parse_zoneadm():
     assert malformed == 1
     assert sorted((z.zoneid, z.zonename, z.brand) for z in live.values()) == [
         (5, A, "joyent"), (7, B, "lx"), (9, C, "kvm"), (12, E, "joyent-minimal")]
-    live, malformed = parse_zoneadm("-:" + A + ":installed:/zones/x:" + A + ":joyent:excl\n")
+    live, malformed = parse_zoneadm("-:" + A + ":installed:/zones/x:" + A + ":joyent:excl:1\n")
     assert (live, malformed) == ({}, 0)
+    # zoneadm.c zone_print(): the 8th field, debugid, is empty for a zone without one
+    live, malformed = parse_zoneadm("14:" + A + ":running:/zones/" + A + ":" + A +
+                                    ":joyent:excl:\n")
+    assert (live[A].zoneid, live[A].brand, malformed) == (14, "joyent", 0)

@@ -13,9 +13,11 @@ Two sources, two speeds:
   ``refresh_interval`` and re-runs it early (at most once per
   ``min_refresh_interval``) when a running zone is not in the cache.
 * **zoneadm** (``zoneadm list -p``, one line
-  ``zoneid:zonename:state:zonepath:uuid:brand:ip-type`` per zone that has a
-  zoneid): which zones are up *now*, under which zoneid.  zoneids change on
-  every boot, so they are never cached for long (``zoneid_ttl``).
+  ``zoneid:zonename:state:zonepath:uuid:brand:ip-type:debugid`` per zone
+  that has a zoneid, the zonepath's ``:`` escaped as ``\\:``; illumos
+  ``usr/src/cmd/zoneadm/zoneadm.c`` ``zone_print()``): which zones are up
+  *now*, under which zoneid.  zoneids change on every boot, so they are
+  never cached for long (``zoneid_ttl``).
 
 Why zoneadm and not the ``zones:*:zone_misc`` kstat instances for the
 zoneids: zoneadm reads the kernel's own zone table (``zone_list(2)``), a
@@ -235,7 +237,9 @@ def parse_vmadm(text):
 
 
 def _split_escaped(line):
-    """Split a ``zoneadm list -p`` line on ``:``; ``\\:`` and ``\\\\`` are escapes."""
+    """Split a ``zoneadm list -p`` line on ``:``; ``\\:`` is an escaped ``:``
+    (zoneadm.c zone_print() escapes the zonepath's), and so, for safety,
+    ``\\\\`` a backslash."""
     fields, cur, i = [], [], 0
     while i < len(line):
         c = line[i]
