@@ -25,8 +25,10 @@
  * Measure: time from a thread becoming runnable (its first enqueue) to its
  *          running on a CPU, the interval the kernel charges to
  *          LMS_WAIT_CPU (t_waitrq, set in setbackdq()/setfrontdq() only when
- *          0, cleared when the thread runs): zone_misc nsec_waitrq sums the
- *          same waits.
+ *          0, taken by restore_mstate() in usr/src/uts/common/os/msacct.c
+ *          when the thread is switched in): zone_misc nsec_waitrq sums the
+ *          same waits for the zone's LWPs (restore_mstate() skips kernel
+ *          threads, which this script times too).
  * Migration: a thread moved between queues (dispdeq() then an enqueue
  *          elsewhere) keeps its first stamp, so its wait is the whole time
  *          it was runnable, over every queue it sat on -- not the time on

@@ -79,7 +79,8 @@ CATALOGUE = (
         "cpu.runqueue.latency", "distribution", "ns",
         "Time a zone's threads waited runnable for a CPU, from becoming runnable (wakeup or "
         "preemption) to running.  SmartOS: first sched:::enqueue to on-cpu, over every "
-        "queue a migrating thread sat on (the waits zone_misc nsec_waitrq sums); Linux: "
+        "queue a migrating thread sat on (for user threads, the waits zone_misc "
+        "nsec_waitrq sums); Linux: "
         "sched_wakeup or a preempting sched_switch to the task's switch-in.",
         {
             SMARTOS_DTRACE: _src("smartos/runqueue.d", "runq_ns", "zonename"),
