@@ -315,3 +315,35 @@ def test_the_docstring_table_is_the_meter_table():
         assert (type_, unit) == (meter.type, meter.unit), meter.name
         assert source.startswith(meter.module + ":"), meter.name
         assert all(f in detail.replace("+", " ").split() for f in meter.fields), meter.name
+
+
+def test_the_fixtures_follow_the_platform_s_formats():
+    """What the fixtures were written from, so that they cannot drift back to
+    the code's assumptions."""
+    import json
+    vms = [v for v in json.load(open(os.path.join(FIXTURES, "vmadm_lookup.json")))
+           if isinstance(v, dict) and "zonename" in v]
+    lx = {v["zonename"] for v in vms if v["brand"] == "lx"}
+    assert lx and {v["brand"] for v in vms} >= {"joyent", "lx", "kvm", "bhyve", "builder"}
+    for v in vms:  # proptable.js: lx vnics are eth<N>, the others net<N>
+        prefix = "eth" if v["zonename"] in lx else "net"
+        assert all(re.fullmatch(prefix + r"\d+", n["interface"]) for n in v["nics"]), v
+    assert any("ips" in n and "ip" not in n for v in vms for n in v["nics"])
+    for name in ("kstat_boot1.txt", "kstat_boot2.txt", "kstat_boot3.txt"):
+        kstats, _ = parse_kstat_p(fixture(name))
+        for ks in kstats:
+            m = re.fullmatch(r"cpucaps_zone_(\d+)", ks.name)
+            if ks.module == "caps" and m:  # rctl.c: kstat_create_zone("caps", zoneid, ...)
+                assert ks.instance == int(m.group(1)), (name, ks.name, ks.instance)
+            m = re.fullmatch(r"z(\d+)_(\w+)", ks.name)
+            if ks.module == "link" and m:
+                prefix = "eth" if ks.stats["zonename"] in lx else "net"
+                assert m.group(2).startswith(prefix), (name, ks.name)
+            if ks.module == "zones" and ks.stats.get("zonename") != "global":
+                assert "init_restarts" in ks.stats, (name, ks.name)
+            if ks.module == "memory_cap":  # current images: uncapped = ptob(UINT32_MAX)
+                assert ks.stats["physcap"] != 2**64 - 1, (name, ks.name)
+    for name in ("zoneadm_boot1.txt", "zoneadm_boot2.txt"):  # zoneadm.c zone_print()
+        for line in fixture(name).splitlines():
+            if line[:1].isdigit():
+                assert line.replace("\\:", "").count(":") == 7, line
