@@ -8,21 +8,27 @@ own accounting (``/proc/<pid>/schedstat``).
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
+import test_linux_meters as meters
 from linux_workloads import (
     cgroup_id,
+    loopback_acceptor,
     percentile,
     python_in,
     scratch_cgroups,
+    start_in,
     stop,
     wait_for,
 )
 
 from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
 from smartos_telemetry.errors import ConfigError, EngineUnavailable
-from smartos_telemetry.scripts import script_path
+from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+from smartos_telemetry.scripts import contract, script_path
 
 pytestmark = pytest.mark.root
 
@@ -52,7 +58,7 @@ def schedstat(pid):
 
 
 def start_hogs(path, n):
-    hogs = [python_in(path, HOG, stdout=__import__("subprocess").PIPE, text=True)
+    hogs = [python_in(path, HOG, stdout=subprocess.PIPE, text=True)
             for _ in range(n)]
     for hog in hogs:
         assert hog.stdout.readline().strip() == "ready"
@@ -200,3 +206,121 @@ def test_an_object_built_from_another_source_is_refused():
     source = open(script_path("linux/runqueue.bpf.c")).read() + "\n/* changed */\n"
     with pytest.raises(EngineUnavailable, match="built from another version"):
         LibbpfEngine(source, "linux/runqueue.bpf.c").start()
+
+
+def counts(hist_agg, zone_id):
+    row = hist_agg.rows.get((zone_id,))
+    return row.count if row else 0
+
+
+def test_direct_io_writes_are_counted_per_zone(tmp_path):
+    n_a, n_b = 400, 150
+    files = {z: tmp_path / f"{z}.img" for z in "ab"}
+    for f in files.values():
+        with open(f, "wb") as out:  # preallocated: the writes need no block allocation
+            os.posix_fallocate(out.fileno(), 0, 64 * 1024 * 400)
+    with scratch_cgroups("a", "b") as cg, engine_for("diskio.bpf.c") as engine:
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        writers = [start_in(cg[z], ["dd", "if=/dev/zero", f"of={files[z]}", "bs=64k",
+                                    f"count={n}", "oflag=direct", "conv=notrunc", "status=none"])
+                   for z, n in (("a", n_a), ("b", n_b))]
+        try:
+            assert [w.wait(timeout=60) for w in writers] == [0, 0]
+            snap = engine.snapshot()
+        finally:
+            stop(*writers)
+    io = snap["io_ns"]
+    assert io.action == "llquantize"
+    assert abs(counts(io, a) - n_a) <= 0.05 * n_a, io.rows.get((a,))
+    assert abs(counts(io, b) - n_b) <= 0.05 * n_b, io.rows.get((b,))
+    assert abs(snap["io_bytes"].rows[(a,)] - n_a * 65536) <= 0.05 * n_a * 65536
+    assert abs(snap["io_bytes"].rows[(b,)] - n_b * 65536) <= 0.05 * n_b * 65536
+    # the exact sum lies within the bucket error of the buckets' midpoints
+    for zone in (a, b):
+        exact = snap["io_ns_sum"].rows[(zone,)]
+        assert abs(total_ns(io.rows[(zone,)]) - exact) <= 0.0625 * exact
+
+
+def test_tcp_connects_are_attributed_by_the_socket_cgroup():
+    m_a, m_b = 600, 300
+    client = ("import socket, sys\n"
+              "for _ in range(int(sys.argv[1])):\n"
+              "    s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
+              "    s.send(b'x'); s.close()\n")
+    with loopback_acceptor() as port, scratch_cgroups("a", "b") as cg, \
+            engine_for("tcp.bpf.c") as engine:
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        # both at once, so softirqs often run in the other zone's task
+        clients = [start_in(cg[z], ["python3", "-c", client, str(m), str(port)])
+                   for z, m in (("a", m_a), ("b", m_b))]
+        try:
+            assert [c.wait(timeout=120) for c in clients] == [0, 0]
+            time.sleep(0.2)
+            snap = engine.snapshot()
+        finally:
+            stop(*clients)
+    connect = snap["connect_ns"]
+    assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
+    assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))
+    assert counts(snap["srtt_ns"], a) > 0 and counts(snap["srtt_ns"], b) > 0
+    assert snap["connect_ns_sum"].rows[(a,)] > 0
+    assert (a,) not in snap["connect_failed"].rows and (b,) not in snap["connect_failed"].rows
+
+
+def test_every_linux_meter_from_libbpf():
+    """As test_linux_meters does for bpftrace: every meter of zone A, nothing of B."""
+    running = {rel: LibbpfEngine(open(script_path(rel)).read(), rel)
+               for rel in catalogue.scripts_for("linux", "libbpf")}
+    assert sorted(running) == ["linux/diskio.bpf.c", "linux/runqueue.bpf.c",
+                               "linux/tcp.bpf.c"]
+    procs = []
+    try:
+        for engine in running.values():
+            engine.start()
+        with meters.tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg:
+            a = cgroup_id(cg["a"])
+            reducer = SnapshotReducer("linux", "libbpf")
+            before = {}
+
+            def baseline():
+                before.update(meters.by_name(reducer.reduce(
+                    {rel: e.snapshot() for rel, e in running.items()}, zones={a}), a))
+
+            procs, durations = meters.start_zone_workloads(cg, ports, meters.scratch_file(),
+                                                           baseline)
+            time.sleep(0.5)
+            snapshots = {rel: e.snapshot() for rel, e in running.items()}
+            samples = reducer.reduce(snapshots, zones={a})
+    finally:
+        stop(*procs)
+        for engine in running.values():
+            engine.stop()
+    for rel, snap in snapshots.items():
+        for name, c in contract(open(script_path(rel)).read()).items():
+            agg = snap.get(name)
+            assert agg is not None, (rel, name)
+            assert agg.action == c.action, (rel, name, agg.action)
+            assert all(len(key) == len(c.keys) for key in agg.rows), (rel, name)
+    assert {s.zone for s in samples} == {a, HOST}  # nothing of zone B
+    mine = meters.by_name(samples, a)
+    expected = {name for m in catalogue.meters_for("linux", "libbpf")
+                for name, _, _ in m.samples()}
+    assert expected <= set(mine), sorted(expected - set(mine))
+    for meter in ("cpu.runqueue.latency", "disk.io.latency", "network.tcp.connect.latency",
+                  "network.tcp.rtt"):
+        p50, p95, p99, top = (mine[f"{meter}.{s}"] for s in ("p50", "p95", "p99", "max"))
+        assert 0 < p50 <= p95 <= p99 <= top, meter
+        assert mine[f"{meter}.sum"] > 0
+
+    def added(name):
+        return mine[name] - before.get(name, 0)
+
+    assert abs(added("network.tcp.connect.latency.count") - meters.CONNECTS) <= \
+        0.02 * meters.CONNECTS
+    assert added("network.tcp.connect.failures") >= meters.REFUSED + meters.TIMED_OUT
+    assert added("network.tcp.retransmits") >= meters.TIMED_OUT
+    assert abs(added("disk.io.latency.count") - meters.WRITES) <= 0.05 * meters.WRITES
+    assert mine["network.tcp.connect.latency.p50"] <= durations[len(durations) // 2] * 1.07
+    assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
+    # .sum is exact here: the connects' total is no more than the workload timed
+    assert added("network.tcp.connect.latency.sum") <= sum(durations)

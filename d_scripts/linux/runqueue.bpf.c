@@ -107,7 +107,7 @@ static __always_inline void switch_stamps(bool preempt, struct task_struct *prev
 		return;
 	t = bpf_task_storage_get(&runq_task, next, 0, 0);
 	if (t && *t) {
-		st_record(&runq_ns, BPF_CORE_READ(next, cgroups, dfl_cgrp, kn, id), now - *t);
+		st_record(&runq_ns, next->cgroups->dfl_cgrp->kn->id, now - *t);
 		*t = 0;
 	}
 }

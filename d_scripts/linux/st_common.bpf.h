@@ -130,10 +130,12 @@ static __always_inline void st_add(void *map, __u64 cg, __u64 n)
 		__sync_fetch_and_add(c, n);
 }
 
-/* The cgroup-v2 id of a socket: the cgroup of the task that created it. */
+/* The cgroup-v2 id of a socket: the cgroup of the task that created it.
+   tp_btf arguments are BTF pointers, so the chain is read with direct
+   (fault-checked, CO-RE relocated) loads rather than probe-read helpers. */
 static __always_inline __u64 st_sock_cgroup(const struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
+	return sk->sk_cgrp_data.cgroup->kn->id;
 }
 
 #define ST_ZONE_HASH(name, value_type)                \

@@ -24,7 +24,8 @@ import dataclasses
 SMARTOS_DTRACE = ("smartos", "dtrace")
 LINUX_DTRACE = ("linux", "dtrace")
 LINUX_BPFTRACE = ("linux", "bpftrace")
-PLATFORM_ENGINES = (SMARTOS_DTRACE, LINUX_DTRACE, LINUX_BPFTRACE)
+LINUX_LIBBPF = ("linux", "libbpf")
+PLATFORM_ENGINES = (SMARTOS_DTRACE, LINUX_DTRACE, LINUX_BPFTRACE, LINUX_LIBBPF)
 
 DISTRIBUTION_SUFFIXES = ("p50", "p95", "p99", "max", "count", "sum")
 
@@ -86,6 +87,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/runqueue.d", "runq_ns", "zonename"),
             LINUX_DTRACE: _src("linux/runqueue.d", "runq_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/runqueue.bt", "runq_ns", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/runqueue.bpf.c", "runq_ns", "cgroup_id", "runq_ns_sum"),
         }),
     Meter(
         "disk.io.latency", "distribution", "ns",
@@ -98,6 +100,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/zfs_io.d", "zio_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/diskio.d", "io_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/diskio.bt", "io_ns", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/diskio.bpf.c", "io_ns", "cgroup_id", "io_ns_sum"),
         }),
     Meter(
         "disk.throttle.delay", "counter", "ns",
@@ -107,14 +110,16 @@ CATALOGUE = (
         {SMARTOS_DTRACE: _src("smartos/zfs_io.d", "throttle_delay_ns", "zoneid")},
         {LINUX_DTRACE: "Linux has no per-zone I/O throttle delay source (io.pressure is "
                        "stall time, not injected delay)",
-         LINUX_BPFTRACE: "as for Linux DTrace"}),
+         LINUX_BPFTRACE: "as for Linux DTrace",
+         LINUX_LIBBPF: "as for Linux DTrace"}),
     Meter(
         "disk.throttle.count", "counter", "event",
         "Times the ZFS I/O throttle delayed one of the zone's reads or writes "
         "(zfs-zone-wait).",
         {SMARTOS_DTRACE: _src("smartos/zfs_io.d", "throttle_count", "zoneid")},
         {LINUX_DTRACE: "no per-zone I/O throttle events on Linux",
-         LINUX_BPFTRACE: "no per-zone I/O throttle events on Linux"}),
+         LINUX_BPFTRACE: "no per-zone I/O throttle events on Linux",
+         LINUX_LIBBPF: "no per-zone I/O throttle events on Linux"}),
     Meter(
         "network.tcp.connect.latency", "distribution", "ns",
         "Active TCP open: first SYN sent to SYN-ACK received, by the connection's zone "
@@ -123,6 +128,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "connect_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "connect_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "connect_ns", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "connect_ns", "cgroup_id", "connect_ns_sum"),
         }),
     Meter(
         "network.tcp.rtt", "distribution", "ns",
@@ -133,6 +139,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "srtt_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "srtt_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "srtt_ns", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "srtt_ns", "cgroup_id", "srtt_ns_sum"),
         }),
     Meter(
         "network.tcp.retransmits", "counter", "segment",
@@ -142,6 +149,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "retransmits", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "retransmits", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "retransmits", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "retransmits", "cgroup_id"),
         }),
     Meter(
         "network.tcp.connect.failures", "counter", "event",
@@ -152,6 +160,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "connect_failed", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "connect_failed", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "connect_failed", "cgroup_id"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "connect_failed", "cgroup_id"),
         }),
     Meter("telemetry.engine.drops", "health", "event",
           "Records the tracing engine dropped (all kinds), per host."),
@@ -186,7 +195,7 @@ def readme_table():
     """The README's meter table (a reStructuredText list-table), from the catalogue."""
     lines = [".. list-table::", "   :header-rows: 1", "",
              "   * - Samples", "     - What", "     - SmartOS (D)", "     - Linux (D)",
-             "     - Linux (bpftrace)"]
+             "     - Linux (bpftrace)", "     - Linux (libbpf)"]
     for meter in CATALOGUE:
         lines.append(f"   * - {_sample_summary(meter)}")
         lines.append(f"     - {meter.description}")
@@ -194,6 +203,8 @@ def readme_table():
             src = meter.sources.get(pe)
             if src:
                 cell = f"``{src.script}`` ``@{src.aggregation}`` by {src.zone_key}"
+                if src.sum_aggregation:
+                    cell += f", exact sum ``@{src.sum_aggregation}``"
             elif meter.kind == "health":
                 cell = "engine counters"
             else:
