@@ -14,6 +14,12 @@ interval's delta (an ``int`` or a :class:`Histogram` of just this interval's
 events, which percentiles are read from) and the running total (a count of
 events for histograms, the value for counters).
 
+Agent restarts: :meth:`Accumulator.export` gives what the totals need to go
+on in the next agent (each zone's total, the kind of value, how long it has
+been unseen and, for a source that keeps counting while the agent is away --
+a kernel kstat -- the last raw value); :meth:`Accumulator.carry` puts a zone
+back before it is first seen.
+
 Zone churn: a zone appears as soon as a snapshot has it; a zone missing from
 snapshots for ``ttl`` seconds is forgotten.  Memory is bounded by
 ``max_zones`` zones per aggregation (the least recently seen go first, with
@@ -57,6 +63,26 @@ def _empty_like(value):
     return Histogram(()) if isinstance(value, Histogram) else 0
 
 
+#: the kinds of value a zone's raw value may be, as :meth:`Accumulator.export`
+#: names them
+HISTOGRAM, COUNTER = "h", "c"
+
+
+class Saved(typing.NamedTuple):
+    """One zone of an accumulator, as saved between agent runs.
+
+    ``total``: the running total; ``kind``: HISTOGRAM or COUNTER; ``unseen``:
+    seconds since a snapshot last had the zone (the zone's ttl goes on from
+    there); ``raw``: the last raw value, for a source whose counting goes on
+    while the agent is away (None: the next source starts from zero).
+    """
+
+    total: int
+    kind: str
+    unseen: float
+    raw: object = None
+
+
 class _ZoneState:
     __slots__ = ("raw", "total", "seen")
 
@@ -95,15 +121,52 @@ class Accumulator:
         state = self._zones.get(zone)
         return state.total if state else None
 
+    def forget(self, zones):
+        """Drop the state of ``zones`` (gone, their last interval delivered)."""
+        for zone in zones:
+            self._zones.pop(zone, None)
+
+    def export(self, with_raw=False):
+        """``{zone: Saved}`` of every zone remembered; ``with_raw``: with the
+        last raw values (only a counter's: a source that keeps counting)."""
+        now = self._clock()
+        out = {}
+        for zone, state in self._zones.items():
+            kind = HISTOGRAM if isinstance(state.raw, Histogram) else COUNTER
+            raw = state.raw if with_raw and kind == COUNTER else None
+            out[zone] = Saved(state.total, kind, now - state.seen, raw)
+        return out
+
+    def carry(self, zone, saved):
+        """Put back a zone a previous agent saved (:class:`Saved`), before this
+        accumulator has seen it; returns False (and changes nothing) if it has.
+
+        Its total is the base the next values add to.  Without ``raw`` the
+        next value counts in full (a new engine starts from zero: nothing it
+        reports was counted before); with ``raw`` only what exceeds it does
+        (the same kstat, which kept counting).  The zone's ttl goes on from
+        ``unseen``: the agent's downtime does not count.
+        """
+        if zone in self._zones:
+            return False
+        if saved.raw is not None:
+            raw = saved.raw
+        else:
+            raw = Histogram(()) if saved.kind == HISTOGRAM else 0
+        self._zones[zone] = _ZoneState(raw, int(saved.total), self._clock() - saved.unseen)
+        return True
+
     def update(self, rows, generation=0):
         """Fold one cumulative snapshot in; return ``{zone: Interval}``."""
         now = self._clock()
         if generation != self._generation:
+            # the first generation keeps what carry() put back: those
+            # baselines are meant for it
             if self._generation is not None:
                 LOG.info("%s: engine restarted (generation %s -> %s); counting on from "
                          "the running totals", self.name, self._generation, generation)
-            for state in self._zones.values():
-                state.raw = _empty_like(state.raw)
+                for state in self._zones.values():
+                    state.raw = _empty_like(state.raw)
             self._generation = generation
         out = {}
         zones = self._zones

@@ -314,6 +314,33 @@ class KstatCounters:
         self._idents = {}  # (module, key) -> (kstat identity, last seen)
         self._lock = threading.Lock()  # one fold at a time: the totals are shared
 
+    # -- kept between agent runs ---------------------------------------------------
+    def export(self):
+        """What the next agent needs so that a restart loses nothing:
+        ``{"counters": {meter: {key: Saved with the last raw value}},
+        "kstats": {(module, key): ((instance, name, crtime), unseen)}}``.
+        The kernel goes on counting while the agent is away: the next agent
+        adds what a kstat gained over the saved raw value, or, if the kstat
+        was re-created meanwhile (zone reboot, host reboot), all of its new
+        value."""
+        with self._lock:
+            now = self.clock()
+            return {"counters": {name: acc.export(with_raw=True)
+                                 for name, acc in self._accumulators.items()},
+                    "kstats": {k: (ident, now - at) for k, (ident, at) in self._idents.items()}}
+
+    def carry(self, saved):
+        """Put back what :meth:`export` gave, before the first poll."""
+        with self._lock:
+            now = self.clock()
+            for name, zones in saved.get("counters", {}).items():
+                if name in BY_NAME and BY_NAME[name].type == C:
+                    acc = self._acc(name)
+                    for key, entry in zones.items():
+                        acc.carry(key, entry)
+            for k, (ident, unseen) in saved.get("kstats", {}).items():
+                self._idents.setdefault(k, (tuple(ident), now - unseen))
+
     def _acc(self, name):
         acc = self._accumulators.get(name)
         if acc is None:

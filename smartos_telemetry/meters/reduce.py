@@ -20,11 +20,13 @@ tenant never gets samples.
 import gc
 import typing
 
-from smartos_telemetry.accumulator import Accumulator
+from smartos_telemetry.accumulator import COUNTER, Accumulator, Saved
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.percentiles import interval_stats
 
 HOST = None  # the zone of host-level samples
+#: the section of a meter's estimated sums in :meth:`SnapshotReducer.export`
+ESTIMATE_SUFFIX = ".sum~"
 
 #: MeterSample((...)) without the keyword-argument layer: a poll of a busy
 #: host makes tens of thousands
@@ -71,6 +73,51 @@ class SnapshotReducer:
 
     def scripts(self):
         return catalogue.scripts_for(*self.platform_engine)
+
+    def forget(self, zones):
+        """Drop every total of ``zones``: zones that are gone, once their last
+        samples have been delivered (memory follows live zones, not every
+        zone ever seen)."""
+        zones = set(zones)
+        for acc in self._accumulators.values():
+            acc.forget(zones)
+        for estimates in self._estimated_sums.values():
+            for zone in zones & estimates.keys():
+                del estimates[zone]
+
+    # -- kept between agent runs ---------------------------------------------------
+    def export(self):
+        """``{section: {zone: Saved}}``: every running total a next agent needs
+        to go on (see :meth:`carry`).  Sections are the accumulators' names
+        and ``<meter>.sum~`` for the estimated sums of meters without a sum
+        aggregation (their total is a float)."""
+        out = {acc.name: acc.export() for acc in self._accumulators.values()}
+        for name, estimates in self._estimated_sums.items():
+            counts = out.get(self._count_section(name), {})
+            out[name + ESTIMATE_SUFFIX] = {
+                zone: Saved(value, COUNTER, counts[zone].unseen if zone in counts else 0.0)
+                for zone, value in estimates.items()}
+        return out
+
+    def carry(self, section, zone, saved):
+        """Put back one zone's total of one section (from :meth:`export` of a
+        previous agent) before the zone is first seen; False if it was."""
+        if section.endswith(ESTIMATE_SUFFIX):
+            estimates = self._estimated_sums.setdefault(section[:-len(ESTIMATE_SUFFIX)], {})
+            if zone in estimates:
+                return False
+            estimates[zone] = float(saved.total)
+            return True
+        meter, sep, aggregation = section.partition(":")
+        if not sep:
+            return False
+        return self._acc((meter, aggregation)).carry(zone, saved)
+
+    def _count_section(self, meter_name):
+        for meter in self.meters:
+            if meter.name == meter_name:
+                return f"{meter.name}:{meter.sources[self.platform_engine].aggregation}"
+        return None
 
     @staticmethod
     def _zone_rows(snapshot, aggregation, zones):

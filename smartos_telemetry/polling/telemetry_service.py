@@ -23,13 +23,15 @@ resources: the agent and every other pollster keep running.
 import atexit
 import os
 import threading
+import time
 
 from oslo_log import log as logging
 
 from smartos_telemetry.engines.engine_set import EngineSet, choose
 from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
-from smartos_telemetry.meters.reduce import SnapshotReducer
+from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.polling import opts
+from smartos_telemetry.saved_totals import HOST_KEY, SavedTotals, StateFile
 
 LOG = logging.getLogger(__name__)
 
@@ -75,6 +77,11 @@ class TelemetryService:
         self._zones = None
         self._kstats = None
         self._owners = {}  # Linux: cgroup id -> the id of the zone it rolls up to
+        # the running totals a previous agent saved, and where this one saves them
+        self._state = StateFile("" if bad_config else self.opts.state_file)
+        self._saved = self._state.load()
+        self._saved_at = time.monotonic()
+        self._zone_ids = {}  # zone key -> (resource id, "id" | "zonename")
         atexit.register(self.stop)
 
     # -- zones ----------------------------------------------------------------
@@ -141,8 +148,9 @@ class TelemetryService:
         if CACHE_KEY in cache:
             return cache[CACHE_KEY]
         self.ensure_started()
+        zones = self.zones()
         known = set()
-        for zone in self.zones():  # the keys scripts use: cgroup id, zoneid, zonename
+        for zone in zones:  # the keys scripts use: cgroup id, zoneid, zonename
             known.add(zone.id)
             if zone.attribute("zonename"):
                 known.add(zone.attribute("zonename"))
@@ -155,7 +163,9 @@ class TelemetryService:
                 raise
             if self.platform == "linux":
                 snapshots = self._rolled_up(snapshots)
+            self._carry_saved(zones)
             samples = self._reducer.reduce(snapshots, self._generation, zones=known)
+            self._save_state()  # before any of these samples is handed on
         cache[CACHE_KEY] = samples
         return samples
 
@@ -193,15 +203,75 @@ class TelemetryService:
             if self._kstats is None:
                 from smartos_telemetry.kstat_counters import KstatCounters
                 o = self.opts
-                self._kstats = KstatCounters(kstat=o.kstat_path, timeout=o.kstat_timeout,
-                                             page_size=o.page_size, ttl=o.zone_ttl,
-                                             max_zones=o.max_zones)
+                kstats = KstatCounters(kstat=o.kstat_path, timeout=o.kstat_timeout,
+                                       page_size=o.page_size, ttl=o.zone_ttl,
+                                       max_zones=o.max_zones)
+                kstats.carry(self._saved.kstat)
+                self._saved.kstat = {}
+                self._kstats = kstats
             reading = self._kstats.poll(self.zone_layer().uuids_by_zonename())
+            with self._lock:
+                self._save_state()
             if reading.malformed or reading.unattributed:
                 LOG.warning("smartos-telemetry: kstat: %d malformed lines, %d kstats of no "
                             "zone", reading.malformed, reading.unattributed)
             cache[key] = reading
         return cache[key]
+
+    # -- running totals kept between agent runs (saved_totals.py) -------------------
+    def _carry_saved(self, zones):
+        """Name this cycle's zones by resource id, and give a zone seen for
+        the first time the totals a previous agent saved for it."""
+        from smartos_telemetry.polling.pollsters import zone_resource_id
+
+        pending = self._saved.zones
+        if HOST_KEY in pending:
+            for section, (saved, _) in pending.pop(HOST_KEY).items():
+                self._reducer.carry(section, HOST, saved)
+        for zone in zones:
+            rid = zone_resource_id(self.host, zone)
+            self._zone_ids[zone.id] = (rid, "id")
+            zonename = zone.attribute("zonename")
+            if zonename:
+                self._zone_ids[zonename] = (rid, "zonename")
+            sections = pending.pop(rid, None) if pending else None
+            for section, (saved, by) in (sections or {}).items():
+                key = zonename if by == "zonename" else zone.id
+                if key is not None:
+                    self._reducer.carry(section, key, saved)
+
+    def _save_state(self):
+        """Write every running total to the state file (under ``self._lock``)."""
+        if not self._state.usable:
+            return
+        zones = {}
+        used = set()
+        if self._reducer is not None:
+            for section, entries in self._reducer.export().items():
+                for key, saved in entries.items():
+                    if key is HOST:
+                        rid, by = HOST_KEY, "id"
+                    elif key in self._zone_ids:
+                        rid, by = self._zone_ids[key]
+                        used.add(key)
+                    else:
+                        continue  # never a known zone's: never sampled
+                    old = zones.setdefault(rid, {}).get(section)
+                    if old is None or old[0].total < saved.total:
+                        zones[rid][section] = (saved, by)
+        self._zone_ids = {k: v for k, v in self._zone_ids.items() if k in used}
+        # what the previous agent saved for zones not back yet: kept for
+        # their ttl of this agent's running time
+        elapsed = time.monotonic() - self._saved_at
+        ttl = self.opts.zone_ttl
+        for rid, sections in self._saved.zones.items():
+            kept = {section: (saved._replace(unseen=saved.unseen + elapsed), by)
+                    for section, (saved, by) in sections.items()
+                    if saved.unseen + elapsed <= ttl}
+            if kept and rid not in zones:
+                zones[rid] = kept
+        kstat = self._kstats.export() if self._kstats is not None else self._saved.kstat
+        self._state.save(SavedTotals(zones, kstat))
 
     def _stop_engines(self):
         engines, self._engines = self._engines, None
@@ -211,3 +281,4 @@ class TelemetryService:
     def stop(self):
         with self._lock:
             self._stop_engines()
+            self._state.close()

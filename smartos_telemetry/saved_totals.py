@@ -1,0 +1,250 @@
+"""The running totals one agent saves for the next: the state file.
+
+An engine counts from zero when it starts, so without this an agent
+restart made every cumulative meter of every zone start again from zero
+under the same resource id.  After each poll, before any of its samples is
+handed on, the agent writes what its totals need to go on
+(``[smartos] state_file``); the next agent reads it at start:
+
+* engine meters (``SnapshotReducer``): each zone's running totals, keyed by
+  the zone's resource id (a cgroup id or zoneid is new after a reboot; the
+  resource id is not).  The new engine starts from zero, so a saved total is
+  the base its values add to: nothing is counted twice.  What the old
+  engine counted after the last save is lost (at most one poll interval).
+* SmartOS kstat counters (``KstatCounters``): the totals *and* the last raw
+  reading with the kstat's identity (instance, name, crtime).  The kernel
+  kept counting while the agent was away: the same kstat adds what it gained
+  over the saved reading, so an agent restart loses nothing; a kstat that was
+  re-created meanwhile (zone or host reboot) adds its new value in full, and
+  what the zone did between the last poll and its shutdown is lost.
+
+A zone's ``zone_ttl`` goes on from where the last agent left it (the
+downtime does not count), so a zone that is back within the ttl keeps its
+totals.
+
+The file is JSON with a format name and version, written atomically
+(temporary file in the same directory, fsync, rename, fsync of the
+directory), so a crash at any moment leaves the old file or the new one.
+A file that cannot be read, does not parse or has another version is one
+warning, and the agent starts afresh; it never stops the agent.  One agent
+keeps a file at a time (an ``flock`` on ``<file>.lock`` for the agent's
+life): a second one polls on without saving, with one warning.
+"""
+
+import fcntl
+import json
+import os
+import time
+
+from oslo_log import log as logging
+
+from smartos_telemetry.accumulator import COUNTER, HISTOGRAM, Saved
+
+LOG = logging.getLogger(__name__)
+
+FORMAT = "smartos-telemetry running totals"
+VERSION = 1
+#: the key engine-health totals are saved under (their zone is the host)
+HOST_KEY = "(host)"
+
+
+class StateFileError(Exception):
+    """The state file is not one this version can read."""
+
+
+class SavedTotals:
+    """What a previous agent left: ``zones`` -- ``{resource id: {section:
+    (Saved, by)}}`` for the engine meters (``by``: which of the zone's keys the
+    section's script records it under, ``"id"`` or ``"zonename"``) -- and
+    ``kstat``, as :meth:`KstatCounters.export` gives it."""
+
+    def __init__(self, zones=None, kstat=None):
+        self.zones = zones if zones is not None else {}
+        self.kstat = kstat if kstat is not None else {}
+
+
+# -- the file's layout (version 1) --------------------------------------------------
+#
+#   {"format": FORMAT, "version": 1, "saved_at": <unix time>,
+#    "zones": {"<resource id>": {"<section>": [total, kind, unseen, by]}},
+#    "kstat": {"counters": {"<meter>": [[key, total, unseen, raw], ...]},
+#              "kstats": [[module, key, instance, name, crtime, unseen], ...]}}
+#
+# kind is "h" (histogram events) or "c" (a counter's value); a kstat key is a
+# VM UUID or [VM UUID, interface].
+
+def encode(totals, now=None):
+    zones = {rid: {section: [s.total, s.kind, round(s.unseen, 3), by]
+                   for section, (s, by) in sections.items()}
+             for rid, sections in totals.zones.items()}
+    kstat = totals.kstat
+    counters = {name: [[_key_out(k), s.total, round(s.unseen, 3), s.raw]
+                       for k, s in entries.items()]
+                for name, entries in kstat.get("counters", {}).items()}
+    kstats = [[module, _key_out(key), *ident, round(unseen, 3)]
+              for (module, key), (ident, unseen) in kstat.get("kstats", {}).items()]
+    return {"format": FORMAT, "version": VERSION,
+            "saved_at": time.time() if now is None else now,
+            "zones": zones, "kstat": {"counters": counters, "kstats": kstats}}
+
+
+def decode(data):
+    """:class:`SavedTotals` from the parsed JSON; StateFileError if it is not
+    a version-1 state file."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise StateFileError("not a smartos-telemetry state file")
+    if data.get("version") != VERSION:
+        raise StateFileError(f"format version {data.get('version')!r}; this agent reads "
+                             f"version {VERSION}")
+    try:
+        zones = {}
+        for rid, sections in data["zones"].items():
+            zones[str(rid)] = {
+                str(section): (Saved(_count(total), _kind(kind), _seconds(unseen)),
+                               "zonename" if by == "zonename" else "id")
+                for section, (total, kind, unseen, by) in sections.items()}
+        counters = {}
+        for name, entries in data["kstat"]["counters"].items():
+            counters[str(name)] = {
+                _key_in(key): Saved(_count(total), COUNTER, _seconds(unseen), _count(raw))
+                for key, total, unseen, raw in entries}
+        kstats = {}
+        for module, key, instance, name, crtime, unseen in data["kstat"]["kstats"]:
+            kstats[(str(module), _key_in(key))] = ((instance, name, crtime), _seconds(unseen))
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise StateFileError(f"malformed ({type(exc).__name__}: {exc})") from None
+    return SavedTotals(zones, {"counters": counters, "kstats": kstats})
+
+
+def _count(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 \
+            or value != value or value == float("inf"):
+        raise ValueError(f"{value!r} is not a count")
+    return value
+
+
+def _seconds(value):
+    return float(_count(value))
+
+
+def _kind(value):
+    if value not in (HISTOGRAM, COUNTER):
+        raise ValueError(f"unknown kind {value!r}")
+    return value
+
+
+def _key_out(key):
+    return list(key) if isinstance(key, tuple) else key
+
+
+def _key_in(key):
+    if isinstance(key, list):
+        return tuple(key)
+    if isinstance(key, (str, int)) and not isinstance(key, bool):
+        return key
+    raise ValueError(f"{key!r} is not a zone key")
+
+
+# -- the file ----------------------------------------------------------------------
+
+class StateFile:
+    """One agent's state file: :meth:`load` once at start, :meth:`save`
+    after every poll.  Never raises: a problem is one warning (again only
+    after the file worked in between), and the agent polls on."""
+
+    def __init__(self, path):
+        self.path = path
+        self._lock_fd = None
+        self._warned = False
+        self.usable = bool(path)
+
+    def _warn(self, message, *args):
+        if not self._warned:
+            self._warned = True
+            LOG.warning(message, *args)
+
+    def _take_lock(self):
+        """Hold ``<file>.lock`` for this process's life; False if another holds it."""
+        if self._lock_fd is not None:
+            return True
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), mode=0o700, exist_ok=True)
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            self.usable = False
+            self._warn("smartos-telemetry: cannot use the state file %s (%s); running totals "
+                       "will start from zero at the next agent restart (fix: make its "
+                       "directory writable by the agent, or set [smartos] state_file)",
+                       self.path, exc.strerror or exc)
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            self.usable = False
+            self._warn("smartos-telemetry: another agent keeps the state file %s; this one's "
+                       "totals are not saved (fix: give each agent its own [smartos] "
+                       "state_file)", self.path)
+            return False
+        self._lock_fd = fd
+        return True
+
+    def close(self):
+        """Let another agent keep the file (at exit)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def load(self):
+        """The previous agent's :class:`SavedTotals` (empty if there are none)."""
+        if not self.usable or not self._take_lock():
+            return SavedTotals()
+        try:
+            with open(self.path, "rb") as f:
+                data = json.loads(f.read())
+            totals = decode(data)
+        except FileNotFoundError:
+            return SavedTotals()
+        except (OSError, ValueError, StateFileError) as exc:
+            # json's errors are ValueErrors, undecodable bytes too
+            self._warn("smartos-telemetry: state file %s unusable (%s); the running totals "
+                       "start afresh (the file is replaced at the next poll)", self.path, exc)
+            return SavedTotals()
+        LOG.info("smartos-telemetry: running totals of %d zones and %d kstat meters read "
+                 "from %s", len(totals.zones), len(totals.kstat.get("counters", {})),
+                 self.path)
+        return totals
+
+    def save(self, totals):
+        """Write ``totals`` atomically; False if it could not be written."""
+        if not self.usable or not self._take_lock():
+            return False
+        text = json.dumps(encode(totals), separators=(",", ":"))
+        directory = os.path.dirname(os.path.abspath(self.path))
+        tmp = f"{self.path}.tmp{os.getpid()}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                data = memoryview(text.encode())
+                while data:
+                    data = data[os.write(fd, data):]
+                os.fsync(fd)  # the data is on disk before the name points at it
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)  # the rename itself survives a crash
+            finally:
+                os.close(dfd)
+        except OSError as exc:
+            self._warn("smartos-telemetry: cannot write the state file %s (%s); running "
+                       "totals would start from zero at the next agent restart",
+                       self.path, exc.strerror or exc)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            return False
+        self._warned = False
+        return True
