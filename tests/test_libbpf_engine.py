@@ -6,9 +6,11 @@ each zone's numbers against what the test did -- or against the kernel's
 own accounting (``/proc/<pid>/schedstat``).
 """
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -25,6 +27,7 @@ from linux_workloads import (
 )
 
 from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
+from smartos_telemetry.engines.select import choose_engine
 from smartos_telemetry.errors import ConfigError, EngineUnavailable
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
@@ -324,3 +327,23 @@ def test_every_linux_meter_from_libbpf():
     assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
     # .sum is exact here: the connects' total is no more than the workload timed
     assert added("network.tcp.connect.latency.sum") <= sum(durations)
+
+
+def test_auto_picks_libbpf_here_and_check_says_what_loaded():
+    assert choose_engine("auto")[0] == "libbpf"
+    cli = os.path.join(os.path.dirname(sys.executable), "smartos-telemetry")
+    run = subprocess.run([cli, "check", "--json"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["engine"] == "libbpf"
+    assert report["engine_reason"] == "kernel BTF present and the libbpf objects load"
+    lib = report["libbpf"]
+    assert lib["btf"] and lib["version"].startswith("v1.") and lib["unavailable"] is None
+    assert lib["programs"] == {
+        "linux/diskio.bpf.c": ["io_begin", "io_done"],
+        "linux/runqueue.bpf.c": ["runq_switch", "design sched_info"],
+        "linux/tcp.bpf.c": ["tcp_state", "tcp_ack", "tcp_retransmit"],
+    }
+    text = subprocess.run([cli, "check"], capture_output=True, text=True, timeout=120).stdout
+    assert "engine:       libbpf (" in text
+    assert "linux/runqueue.bpf.c: runq_switch, design sched_info" in text

@@ -100,6 +100,8 @@ def gather(scripts=None):
     report["tracefs"] = "mounted" if process.tracefs_mounted() else \
         "not mounted (bpftrace runs in a private mount namespace that mounts it)"
     report["btf"] = os.path.exists("/sys/kernel/btf/vmlinux")
+    from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
+    report["libbpf"] = LibbpfEngine.describe()
     try:
         from smartos_telemetry.zones.linux_cgroups import unified_root
         report["cgroup2_root"] = unified_root()
@@ -129,6 +131,11 @@ def format_text(r):
     lines.append(f"privileges:   euid {r['euid']}" + ("" if r["root"] else " (NOT root)"))
     lines.append(f"tracefs:      {r['tracefs']}")
     lines.append(f"kernel BTF:   {'yes' if r['btf'] else 'no (BTF casts in tcp.bt fail)'}")
+    lib = r["libbpf"]
+    lines.append(f"libbpf:       {lib['version'] or '-'}; "
+                 + ("programs load" if not lib["unavailable"] else lib["unavailable"]))
+    for script, programs in sorted(lib.get("programs", {}).items()):
+        lines.append(f"  {script}: {', '.join(programs)}")
     lines.append(f"cgroup2 root: {r['cgroup2_root'] or r.get('cgroup2_error')}")
     lines.append(f"scripts:      {r['scripts_dir']}")
     if not r["tracepoints_listed"]:

@@ -1,8 +1,9 @@
 """Which engine runs here, and why.
 
-``auto`` picks libdtrace where its binding loads and it can open a handle
-class-wide (SmartOS, illumos, Linux with Oracle DTrace), and bpftrace
-otherwise.  The decision and its reason are logged and shown by
+``auto`` picks libbpf where the kernel has BTF and the shipped BPF objects
+load and attach (Linux), else libdtrace where its binding loads and it can
+open a handle class-wide (SmartOS, illumos, Linux with Oracle DTrace), and
+bpftrace otherwise.  The decision and its reason are logged and shown by
 ``smartos-telemetry check``.
 """
 
@@ -16,6 +17,7 @@ LOG = logging.getLogger(__name__)
 
 #: engine name -> "module:Class"; imported only when asked for
 ENGINE_CLASSES = {
+    "libbpf": "smartos_telemetry.engines.libbpf.engine:LibbpfEngine",
     "dtrace": "smartos_telemetry.engines.dtrace.consumer:DTraceConsumer",
     "bpftrace": "smartos_telemetry.engines.bpftrace.engine:BpftraceEngine",
 }
@@ -26,7 +28,7 @@ SUFFIX_ENGINE = {".d": "dtrace", ".bt": "bpftrace"}
 
 
 def engine_class(name):
-    """The Engine class called ``name`` (``dtrace`` or ``bpftrace``)."""
+    """The Engine class called ``name`` (``libbpf``, ``dtrace`` or ``bpftrace``)."""
     try:
         target = ENGINE_CLASSES[name]
     except KeyError:
@@ -52,8 +54,11 @@ def choose_engine(requested="auto"):
     for name in ENGINE_CLASSES:
         reason = engine_class(name).available()
         if reason is None:
-            why = "libdtrace loads" if name == "dtrace" else (
-                "libdtrace unavailable (" + "; ".join(refusals) + "), bpftrace found")
+            why = {"libbpf": "kernel BTF present and the libbpf objects load",
+                   "dtrace": "libdtrace loads",
+                   "bpftrace": "bpftrace found"}[name]
+            if refusals:
+                why += " (" + "; ".join(refusals) + ")"
             LOG.info("engine auto: chose %s because %s", name, why)
             return name, why
         refusals.append(f"{name}: {reason}")

@@ -58,6 +58,7 @@ from smartos_telemetry.errors import (
     EngineUnavailable,
     ProbeNotFound,
     ScriptCompileError,
+    TelemetryError,
 )
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Snapshot
 
@@ -144,6 +145,7 @@ class LibbpfEngine(Engine):
         self.design = None         # runqueue.bpf.c: the design it runs
         self.ready_after = None    # seconds from start() to attached
         self.reclaimed = 0         # zone entries taken out of the kernel maps
+        self.trial = False         # started only to see that it loads (quiet)
 
     # -- availability --------------------------------------------------------------
 
@@ -161,7 +163,51 @@ class LibbpfEngine(Engine):
         if not binding_mod.objects():
             return ("the BPF objects were not built (no clang, bpftool or kernel BTF when "
                     "smartos-telemetry was installed)")
-        return None
+        return cls.trial_load()
+
+    _trial = None
+
+    @classmethod
+    def trial_load(cls):
+        """None if every shipped program loads and attaches here, else why not.
+
+        Done once per process (each object is started and stopped: the
+        verifier and the attach are the only proof that a CO-RE object
+        suits this kernel)."""
+        if cls._trial is None:
+            from smartos_telemetry.meters import catalogue
+
+            problems, loaded = [], {}
+            for rel in catalogue.scripts_for("linux", "libbpf"):
+                try:
+                    with open(scripts.script_path(rel), encoding="utf-8") as f:
+                        engine = cls(f.read(), rel)
+                    engine.trial = True
+                    engine.start()
+                    engine.stop()
+                    loaded[rel] = engine.loaded_programs + (
+                        [f"design {engine.design}"] if engine.design else [])
+                except (TelemetryError, OSError) as exc:
+                    problems.append(f"{rel}: {exc}")
+            cls._trial, cls.trial_programs = "; ".join(problems) or "", loaded
+        return cls._trial or None
+
+    #: after trial_load: {script: [program names attached, "design ..."]}
+    trial_programs = {}
+
+    @classmethod
+    def describe(cls):
+        """What ``smartos-telemetry check`` shows: version, BTF, objects, programs."""
+        out = {"btf": os.path.exists(binding_mod.VMLINUX_BTF),
+               "objects": sorted(binding_mod.objects()), "version": None}
+        try:
+            out["version"] = binding_mod.load_binding().version
+        except EngineUnavailable as exc:
+            out["unavailable"] = exc.reason
+            return out
+        out["unavailable"] = cls.available()
+        out["programs"] = dict(cls.trial_programs)
+        return out
 
     @classmethod
     def version(cls):
@@ -200,8 +246,9 @@ class LibbpfEngine(Engine):
             self.stop()
             raise
         self.ready_after = time.monotonic() - t0
-        LOG.info("libbpf engine: %s attached (%s) after %.3f s", self.script_name,
-                 ", ".join(self.loaded_programs), self.ready_after)
+        log = LOG.debug if self.trial else LOG.info
+        log("libbpf engine: %s attached (%s) after %.3f s", self.script_name,
+            ", ".join(self.loaded_programs), self.ready_after)
 
     def _configure(self):
         ffi, lib = self._b.ffi, self._b.lib
