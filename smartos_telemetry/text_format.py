@@ -30,6 +30,16 @@ def display_text(text):
                    for c in text)
 
 
+def tolerant(stream):
+    """``stream``, set to write a character its encoding lacks as an escape
+    (``\\xe9``): text output to an ASCII stdout (LANG=C, PYTHONIOENCODING=ascii)
+    must show a name such as ``café``, not end with UnicodeEncodeError."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="backslashreplace")
+    return stream
+
+
 def _code_point(n):
     if n < 0x100:
         return f"\\x{n:02x}"

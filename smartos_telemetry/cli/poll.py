@@ -12,6 +12,7 @@ import sys
 import time
 
 from smartos_telemetry.cli.main import config_files, seconds
+from smartos_telemetry.text_format import display_text, tolerant
 
 HELP = "run discovery and every pollster as ceilometer would, and print the samples"
 EPILOG = """\
@@ -81,9 +82,9 @@ def print_sample(sample, out, as_json):
               "project_id": sample.project_id, "resource_metadata": sample.resource_metadata}
     if as_json:
         out.write(json.dumps(record, sort_keys=True) + "\n")
-    else:
+    else:  # names come from tenants: escaped, and an ASCII stdout copes (tolerant)
         out.write(f"{sample.name:<40} {sample.volume:>16.6g} {sample.unit:<8} "
-                  f"{sample.resource_id}\n")
+                  f"{display_text(sample.resource_id)}\n")
     out.flush()
 
 
@@ -108,6 +109,6 @@ def run(args):
     cycle(conf, pollsters, discoveries, None, False)  # the baseline
     while True:
         time.sleep(args.interval)
-        cycle(conf, pollsters, discoveries, sys.stdout, args.json)
+        cycle(conf, pollsters, discoveries, tolerant(sys.stdout), args.json)
         if args.once:
             return 0

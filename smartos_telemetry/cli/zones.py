@@ -3,12 +3,15 @@
 import json
 import sys
 
+from smartos_telemetry.text_format import display_text, tolerant
 from smartos_telemetry.zones.linux_cgroups import KINDS, CgroupZones, ZoneConfig
 
 HELP = "list the zones (tenant cgroups) this host has"
 EPILOG = """\
 Each zone: its id (the cgroup-v2 id probes key by), name, kind, instance
-UUID where known, and cgroup path under the unified hierarchy.
+UUID where known, and cgroup path under the unified hierarchy.  Text shows
+names in full with control characters escaped (\\x1b); --json gives them
+exactly (a byte that is not UTF-8 as \\xHH, reversibly).
 
 examples:
   smartos-telemetry zones
@@ -42,7 +45,12 @@ def run(args):
         json.dump([z.as_dict() for z in zones], sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
-    print(f"{'ID':>8}  {'KIND':10}  {'NAME':24}  {'INSTANCE UUID':36}  PATH")
-    for z in zones:
-        print(f"{z.id:>8}  {z.kind:10}  {z.name[:24]:24}  {z.instance_uuid or '-':36}  {z.path}")
+    out = tolerant(sys.stdout)
+    rows = [(z.id, z.kind, display_text(z.name), display_text(z.instance_uuid) or "-",
+             display_text(z.path)) for z in zones]
+    # a name is never cut (two would look alike); a very long one pushes its row
+    width = max([24] + [len(name) for _, _, name, _, _ in rows if len(name) <= 48])
+    out.write(f"{'ID':>8}  {'KIND':10}  {'NAME':{width}}  {'INSTANCE UUID':36}  PATH\n")
+    for zone_id, kind, name, uuid, path in rows:
+        out.write(f"{zone_id:>8}  {kind:10}  {name:{width}}  {uuid:36}  {path}\n")
     return 0

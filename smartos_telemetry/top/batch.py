@@ -6,6 +6,7 @@ import os
 import socket
 import time
 
+from smartos_telemetry.text_format import tolerant
 from smartos_telemetry.top import heatmap_svg
 from smartos_telemetry.top import model as m
 
@@ -35,6 +36,7 @@ def run(top, interval, count, output, out, sort, reverse=False, clock=time.monot
     SIGTERM): the SVG is written either way.  ``buckets``: JSON carries each
     distribution's interval histogram.
     """
+    out = tolerant(out)  # names on an ASCII stdout: escaped, not UnicodeEncodeError
     try:
         _intervals(top, interval, count, output, out, sort, reverse, clock, sleep, buckets)
     finally:
