@@ -83,6 +83,10 @@ class Saved(typing.NamedTuple):
     raw: object = None
 
 
+#: Saved((...)) without the keyword-argument layer (one per zone per meter per poll)
+_saved = tuple.__new__
+
+
 class _ZoneState:
     __slots__ = ("raw", "total", "seen")
 
@@ -132,9 +136,11 @@ class Accumulator:
         now = self._clock()
         out = {}
         for zone, state in self._zones.items():
-            kind = HISTOGRAM if isinstance(state.raw, Histogram) else COUNTER
-            raw = state.raw if with_raw and kind == COUNTER else None
-            out[zone] = Saved(state.total, kind, now - state.seen, raw)
+            if isinstance(state.raw, Histogram):
+                out[zone] = _saved(Saved, (state.total, HISTOGRAM, now - state.seen, None))
+            else:
+                out[zone] = _saved(Saved, (state.total, COUNTER, now - state.seen,
+                                           state.raw if with_raw else None))
         return out
 
     def carry(self, zone, saved):

@@ -66,26 +66,57 @@ class SavedTotals:
 # -- the file's layout (version 1) --------------------------------------------------
 #
 #   {"format": FORMAT, "version": 1, "saved_at": <unix time>,
-#    "zones": {"<resource id>": {"<section>": [total, kind, unseen, by]}},
-#    "kstat": {"counters": {"<meter>": [[key, total, unseen, raw], ...]},
-#              "kstats": [[module, key, instance, name, crtime, unseen], ...]}}
+#    "zones": ["<resource id>", ...],
+#    "sections": {"<section>": {"kind": "h"|"c", "by": "id"|"zonename",
+#                               "totals": [zone index, total, ...],
+#                               "unseen": [zone index, seconds, ...]}},
+#    "kstat": {"keys": [key, ...],
+#              "counters": {"<meter>": {"totals": [key index, total, raw, ...],
+#                                       "unseen": [key index, seconds, ...]}},
+#              "kstats": [[module, key index, instance, name, crtime, unseen], ...]}}
 #
-# kind is "h" (histogram events) or "c" (a counter's value); a kstat key is a
-# VM UUID or [VM UUID, interface].
+# Flat lists of numbers, each name written once: a save runs after every poll,
+# and this keeps it cheap for thousands of zones (bench/state_file_cost.py).
+# "unseen" lists only zones unseen for a second or more (whole seconds); a
+# kstat key is a VM UUID or [VM UUID, interface].
 
 def encode(totals, now=None):
-    zones = {rid: {section: [s.total, s.kind, round(s.unseen, 3), by]
-                   for section, (s, by) in sections.items()}
-             for rid, sections in totals.zones.items()}
+    zones, index, sections = [], {}, {}
+    for rid, entries in totals.zones.items():
+        i = index[rid] = len(zones)
+        zones.append(rid)
+        for section, (saved, by) in entries.items():
+            out = sections.get(section)
+            if out is None:
+                out = sections[section] = {"kind": saved.kind, "by": by, "totals": [],
+                                           "unseen": []}
+            out["totals"] += (i, saved.total)
+            if saved.unseen >= 1:
+                out["unseen"] += (i, int(saved.unseen))
     kstat = totals.kstat
-    counters = {name: [[_key_out(k), s.total, round(s.unseen, 3), s.raw]
-                       for k, s in entries.items()]
-                for name, entries in kstat.get("counters", {}).items()}
-    kstats = [[module, _key_out(key), *ident, round(unseen, 3)]
-              for (module, key), (ident, unseen) in kstat.get("kstats", {}).items()]
+    keys, kindex, counters = [], {}, {}
+    for name, entries in kstat.get("counters", {}).items():
+        flat, unseen = [], []
+        for key, saved in entries.items():
+            i = kindex.get(key)
+            if i is None:
+                i = kindex[key] = len(keys)
+                keys.append(_key_out(key))
+            flat += (i, saved.total, saved.raw)
+            if saved.unseen >= 1:
+                unseen += (i, int(saved.unseen))
+        counters[name] = {"totals": flat, "unseen": unseen}
+    kstats = []
+    for (module, key), (ident, unseen) in kstat.get("kstats", {}).items():
+        i = kindex.get(key)
+        if i is None:
+            i = kindex[key] = len(keys)
+            keys.append(_key_out(key))
+        kstats.append([module, i, *ident, int(unseen)])
     return {"format": FORMAT, "version": VERSION,
             "saved_at": time.time() if now is None else now,
-            "zones": zones, "kstat": {"counters": counters, "kstats": kstats}}
+            "zones": zones, "sections": sections,
+            "kstat": {"keys": keys, "counters": counters, "kstats": kstats}}
 
 
 def decode(data):
@@ -97,23 +128,54 @@ def decode(data):
         raise StateFileError(f"format version {data.get('version')!r}; this agent reads "
                              f"version {VERSION}")
     try:
+        rids = [_text(rid) for rid in data["zones"]]
         zones = {}
-        for rid, sections in data["zones"].items():
-            zones[str(rid)] = {
-                str(section): (Saved(_count(total), _kind(kind), _seconds(unseen)),
-                               "zonename" if by == "zonename" else "id")
-                for section, (total, kind, unseen, by) in sections.items()}
+        for section, body in data["sections"].items():
+            kind, by = _kind(body["kind"]), "zonename" if body["by"] == "zonename" else "id"
+            unseen = _pairs(body["unseen"])
+            for i, total in _pairs(body["totals"]).items():
+                seconds = _seconds(unseen.get(i, 0))
+                zones.setdefault(_at(rids, i), {})[_text(section)] = (
+                    Saved(_count(total), kind, seconds), by)
+        kstat = data["kstat"]
+        keys = [_key_in(key) for key in kstat["keys"]]
         counters = {}
-        for name, entries in data["kstat"]["counters"].items():
-            counters[str(name)] = {
-                _key_in(key): Saved(_count(total), COUNTER, _seconds(unseen), _count(raw))
-                for key, total, unseen, raw in entries}
+        for name, body in kstat["counters"].items():
+            unseen = _pairs(body["unseen"])
+            counters[_text(name)] = {
+                _at(keys, i): Saved(_count(total), COUNTER, _seconds(unseen.get(i, 0)),
+                               _count(raw))
+                for i, total, raw in _triples(body["totals"])}
         kstats = {}
-        for module, key, instance, name, crtime, unseen in data["kstat"]["kstats"]:
-            kstats[(str(module), _key_in(key))] = ((instance, name, crtime), _seconds(unseen))
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        for module, i, instance, name, crtime, unseen in kstat["kstats"]:
+            kstats[(_text(module), _at(keys, i))] = ((instance, name, crtime), _seconds(unseen))
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise StateFileError(f"malformed ({type(exc).__name__}: {exc})") from None
     return SavedTotals(zones, {"counters": counters, "kstats": kstats})
+
+
+def _pairs(flat):
+    if len(flat) % 2:
+        raise ValueError("a list of pairs of odd length")
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _triples(flat):
+    if len(flat) % 3:
+        raise ValueError("a list of triples whose length is not a multiple of 3")
+    return zip(flat[::3], flat[1::3], flat[2::3], strict=True)
+
+
+def _at(items, i):
+    if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(items):
+        raise ValueError(f"{i!r} is not an index of the {len(items)} names")
+    return items[i]
+
+
+def _text(value):
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value
 
 
 def _count(value):

@@ -71,3 +71,43 @@ def test_memory_is_bounded_by_max_zones():
         acc.update({f"zone-{i}": 1})
     assert len(acc) == 100
     assert set(acc.zones()) == {f"zone-{i}" for i in range(900, 1000)}
+
+
+def test_a_carried_total_is_the_base_a_new_engine_adds_to():
+    from smartos_telemetry.accumulator import Saved
+    old = Accumulator("runq")
+    old.update({"a": hist((1, 1, 600), (2, 3, 34))}, generation=1)
+    saved = old.export()["a"]
+    assert (saved.total, saved.kind, saved.raw) == (634, "h", None)
+    new = Accumulator("runq")  # the next agent: its engine counts from zero
+    assert new.carry("a", saved)
+    out = new.update({"a": hist((1, 1, 5))}, generation=1)["a"]
+    assert out.total == 639 and out.delta.buckets == (Bucket(1, 1, 5),)
+    assert not new.carry("a", Saved(1, "h", 0.0))  # already seen: never counted twice
+    assert new.total("a") == 639
+
+
+def test_a_carried_raw_value_counts_only_what_the_source_gained():
+    from smartos_telemetry.accumulator import Saved
+    old = Accumulator("kstat")
+    old.update({"z": 100})
+    old.update({"z": 130})
+    saved = old.export(with_raw=True)["z"]
+    assert (saved.total, saved.raw) == (130, 130)
+    new = Accumulator("kstat")
+    new.carry("z", saved)
+    out = new.update({"z": 150})["z"]  # the kernel kept counting: 20 more
+    assert (out.delta, out.total) == (20, 150)
+
+
+def test_a_carried_zone_goes_on_with_its_ttl_where_it_left_it():
+    from smartos_telemetry.accumulator import Saved
+    clock = Clock()
+    acc = Accumulator("calls", ttl=60, clock=clock)
+    acc.carry("a", Saved(9, "c", 50.0))
+    clock.now = 5
+    acc.update({"b": 1})
+    assert "a" in acc
+    clock.now = 11
+    acc.update({"b": 1})
+    assert "a" not in acc  # unseen 50 s before plus 11 s now

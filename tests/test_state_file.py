@@ -160,7 +160,7 @@ def test_an_unwritable_state_directory_is_one_warning_and_polling_goes_on(tmp_pa
 def sample_totals():
     return SavedTotals(
         {"cn1:cgroup:web": {"cpu.runqueue.latency:runq_ns": (
-            saved_totals.Saved(634, "h", 2.5), "id")}},
+            saved_totals.Saved(634, "h", 2.0), "id")}},
         {"counters": {"cpu": {"uuid-1": saved_totals.Saved(10, "c", 0.0, 7),
                               ("uuid-1", "net0"): saved_totals.Saved(3, "c", 1.0, 3)}},
          "kstats": {("zones", "uuid-1"): ((5, "uuid-1", 10.5), 0.0)}})

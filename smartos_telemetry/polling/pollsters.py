@@ -10,9 +10,13 @@ Resources: a zone that is a cloud instance (libvirt domain, SmartOS VM) has
 the instance UUID as ``resource_id`` and, where the platform knows them, the
 tenant's project and user; other zones (containers, services, plain
 cgroups) get ``<host>:<kind>:<name>``, stable across agent restarts.
+
+Every sample of a zone meter has the same fields set, whatever its zone:
+a zone with no OpenStack owner has :data:`NO_OWNER` as its project and user.
 """
 
 import dataclasses
+import hashlib
 
 from ceilometer import sample as ceilometer_sample
 from ceilometer.polling import plugin_base
@@ -25,15 +29,48 @@ from smartos_telemetry.polling import telemetry_service
 LOG = logging.getLogger(__name__)
 
 
+#: The project and user of a zone no OpenStack tenant owns (a service, a
+#: container, a plain cgroup; an instance whose owner is unknown).  Ceilometer's
+#: Prometheus exporter labels a sample with ``project`` and ``user`` only when
+#: they are set, and prometheus_client fixes a metric's label names at its
+#: first sample (ceilometer/polling/prom_exporter.py, _gen_labels and
+#: collect_metrics): a meter whose samples set them for some zones and not
+#: for others fails with "Incorrect label count", losing the rest of the batch.
+#: No keystone id is "none", so it never names a real tenant.
+NO_OWNER = "none"
+
+#: Gnocchi keeps a resource's original id and our resource types' display_name
+#: in 255 characters (indexer/sqlalchemy_base.py: String(255); gnocchi_resources.yaml)
+GNOCCHI_TEXT_MAX = 255
+
+
+def bounded(text, limit=GNOCCHI_TEXT_MAX):
+    """``text`` if it fits ``limit`` characters, else its head, ``~`` and a
+    digest of the whole: the same text always gives the same result, two
+    texts two results."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return f"{text[:limit - len(digest) - 1]}~{digest}"
+
+
 def zone_resource_id(host, zone):
-    return zone.instance_uuid or f"{host}:{zone.kind}:{zone.name}"
+    return zone.instance_uuid or bounded(f"{host}:{zone.kind}:{zone.name}")
+
+
+def zone_owner(zone):
+    """``(user_id, project_id)`` of a zone's samples, never unset."""
+    return (zone.attribute("user_id") or NO_OWNER, zone.attribute("project_id") or NO_OWNER)
 
 
 def zone_metadata(host, zone):
-    """Resource metadata: what Gnocchi's ``instance`` type needs, and more."""
+    """Resource metadata: what Gnocchi's ``instance`` type needs, and more.
+    ``zone_name`` is the zone's name in full, even where ``display_name`` or
+    the resource id had to be cut to Gnocchi's 255 characters."""
     metadata = {
-        "display_name": zone.attribute("display_name", zone.name),
+        "display_name": bounded(zone.attribute("display_name", zone.name)),
         "host": host,
+        "zone_name": zone.name,
         "zone_kind": zone.kind,
         "zone_id": zone.id,
         "zone_path": zone.path,
@@ -88,9 +125,10 @@ class ZoneMeterPollster(_MeterPollster):
             zone = zones.get(s.zone)
             if zone is None or not self._wanted(s.name):
                 continue
+            user_id, project_id = zone_owner(zone)
             yield ceilometer_sample.Sample(
                 name=s.name, type=s.type, unit=s.unit, volume=s.volume,
-                user_id=zone.attribute("user_id"), project_id=zone.attribute("project_id"),
+                user_id=user_id, project_id=project_id,
                 resource_id=zone_resource_id(host, zone),
                 resource_metadata=zone_metadata(host, zone))
 
@@ -206,9 +244,10 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
     def _sample(s, zone, resource_id, host, extra):
         metadata = zone_metadata(host, zone)
         metadata.update(extra)
+        user_id, project_id = zone_owner(zone)
         return ceilometer_sample.Sample(
             name=s.name, type=s.type, unit=s.unit, volume=s.volume,
-            user_id=None, project_id=zone.attribute("project_id"),
+            user_id=user_id, project_id=project_id,
             resource_id=resource_id, resource_metadata=metadata)
 
 
