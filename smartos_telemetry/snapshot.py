@@ -287,6 +287,18 @@ def merge_values(action, a, b):
     return a + b
 
 
+def without_first_keys(aggregations, first_keys):
+    """``{name: Aggregation}`` less the rows whose first key is in ``first_keys``."""
+    out = {}
+    for name, agg in aggregations.items():
+        if any(key and key[0] in first_keys for key in agg.rows):
+            agg = Aggregation(name, agg.action, {
+                key: value for key, value in agg.rows.items()
+                if not (key and key[0] in first_keys)})
+        out[name] = agg
+    return out
+
+
 def _is_empty(value):
     return isinstance(value, Histogram) and not value.counts
 

@@ -12,6 +12,7 @@ Lifecycle::
                             # EngineUnavailable
     snap = engine.snapshot()   # cumulative since start; EngineDied if it stopped
     engine.health()            # EngineHealth: drops/errors by kind, restarts
+    engine.forget({id, ...})   # drop rows of zones that are gone (where it can)
     engine.stop()              # idempotent; leaves nothing attached
 
 Engines are context managers (``with engine: ...`` starts and stops).
@@ -25,6 +26,8 @@ class Engine(abc.ABC):
 
     #: short engine name: "dtrace" or "bpftrace"
     name = None
+    #: the options this engine takes, where it says (None: not declared)
+    options_known = None
 
     def __init__(self, source, script_name=None, options=None):
         self.source = source
@@ -60,6 +63,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def stop(self):
         """Stop tracing and release every kernel resource; idempotent."""
+
+    def forget(self, first_keys):
+        """Delete the rows whose first key is in ``first_keys`` (zones that are
+        gone, their last values read): the number of map keys deleted, or
+        None when the rows stay (an engine that cannot delete: the default)."""
+        return None
 
     def output(self):
         """Text the program printed (printf and the like), oldest first."""

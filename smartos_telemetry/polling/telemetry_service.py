@@ -21,6 +21,7 @@ resources: the agent and every other pollster keep running.
 """
 
 import atexit
+import dataclasses
 import os
 import threading
 import time
@@ -32,6 +33,7 @@ from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.polling import opts
 from smartos_telemetry.saved_totals import HOST_KEY, SavedTotals, StateFile
+from smartos_telemetry.snapshot import Aggregation, merge_values
 
 LOG = logging.getLogger(__name__)
 
@@ -77,6 +79,15 @@ class TelemetryService:
         self._zones = None
         self._kstats = None
         self._owners = {}  # Linux: cgroup id -> the id of the zone it rolls up to
+        # Linux, reclaiming what is gone (_reclaim): the zones of the last walk,
+        # zones gone since whose last samples are not delivered yet, the cgroup
+        # ids of the last snapshot's rows, and the final values of gone child
+        # cgroups of zones that live on ({aggregation: {zone key: value}})
+        self._live = {}
+        self._departing = {}
+        self._seen_ids = set()
+        self._retired = {}
+        self._raw_snapshots = {}
         # the running totals a previous agent saved, and where this one saves them
         self._state = StateFile("" if bad_config else self.opts.state_file)
         self._saved = self._state.load()
@@ -103,19 +114,35 @@ class TelemetryService:
         return self._zones
 
     def zones(self):
+        """The live zones; on Linux also the zones gone since the last walk
+        until their last samples have been delivered (once)."""
         if isinstance(self._failure, ConfigError):
             return []  # the zone layer's own options may be the bad ones
-        return self.zone_layer().zones()
+        live = self.zone_layer().zones()
+        if self.platform != "linux":
+            return live
+        with self._lock:
+            if not _walk_found_root(self.zone_layer()):
+                return live  # a failed walk says nothing of what is gone
+            now = {zone.id: zone for zone in live}
+            for zone_id, zone in self._live.items():
+                if zone_id not in now:
+                    self._departing.setdefault(zone_id, zone)
+            self._live = now
+            return live + [z for i, z in self._departing.items() if i not in now]
 
     # -- engine -----------------------------------------------------------------
     def _start(self):
         name, why = choose(self.platform, self.opts.engine)  # SmartOS: auto is dtrace
         LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
-        engines = EngineSet(self.platform, name, options=self.opts.engine_options)
+        engines = EngineSet(self.platform, name, options=self.opts.engine_options,
+                            snapshot_timeout=self.opts.snapshot_timeout)
         engines.start()
         self._engines, self._engine_name = engines, name
         self._generation += 1
         self._owners.clear()  # a new engine: new maps
+        self._seen_ids.clear()
+        self._retired.clear()  # the new engines count from zero
         if self._reducer is None or self._reducer.platform_engine != (self.platform, name):
             self._reducer = SnapshotReducer(self.platform, name, ttl=self.opts.zone_ttl,
                                             max_zones=self.opts.max_zones)
@@ -166,6 +193,8 @@ class TelemetryService:
             self._carry_saved(zones)
             samples = self._reducer.reduce(snapshots, self._generation, zones=known)
             self._save_state()  # before any of these samples is handed on
+            if self.platform == "linux":
+                self._reclaim(known)
         cache[CACHE_KEY] = samples
         return samples
 
@@ -190,11 +219,87 @@ class TelemetryService:
                 self._owners[cgroup_id] = zone.id
             return (self._owners[cgroup_id], *key[1:])
 
+        self._raw_snapshots = snapshots
         done = {}
         for snap in snapshots.values():
             if id(snap) not in done:
-                done[id(snap)] = snap.rekeyed(owner)
+                done[id(snap)] = self._with_retired(snap.rekeyed(owner))
         return {rel: done[id(snap)] for rel, snap in snapshots.items()}
+
+    def _with_retired(self, snap):
+        """``snap`` with the final values of gone child cgroups added to their
+        zones' rows (their own rows were deleted from the engine)."""
+        if not self._retired:
+            return snap
+        aggregations = dict(snap.aggregations)
+        for name, extra in self._retired.items():
+            agg = aggregations.get(name)
+            if agg is None:
+                continue
+            rows = dict(agg.rows)
+            for key, value in extra.items():
+                rows[key] = merge_values(agg.action, rows[key], value) if key in rows else value
+            aggregations[name] = Aggregation(name, agg.action, rows)
+        return dataclasses.replace(snap, aggregations=aggregations)
+
+    def _reclaim(self, known):
+        """Linux, after a cycle's samples: forget what is gone, so that maps,
+        polls and memory follow the live zones, not every zone ever seen.
+
+        Gone: a cgroup id in the previous snapshot's rows that the walk since
+        (this cycle's) no longer finds -- ids are never reused, so it is dead
+        -- and every cgroup of a departed zone.  This cycle's snapshot holds
+        their final values, and the samples just made delivered them (a
+        departed zone was among ``known`` once).  Then their rows are deleted
+        from the engines, a departed zone's totals from the reducer, and the
+        final values of a gone child cgroup of a zone that lives on are kept
+        as that zone's retired base, so that its totals never drop.
+        """
+        layer = self.zone_layer()
+        raw = self._raw_snapshots
+        delivered = {zone_id for zone_id in self._departing if zone_id in known}
+        gone = {i for i in self._seen_ids if i and layer.path(i) is None} \
+            if _walk_found_root(layer) else set()
+        gone |= {cg for cg, owner in self._owners.items() if owner in delivered}
+        gone |= delivered
+        seen = set()
+        for snap in {id(s): s for s in raw.values()}.values():
+            for agg in snap.aggregations.values():
+                seen.update(k[0] for k in agg.rows if k and isinstance(k[0], int))
+        if gone:
+            forgotten = self._engines.forget(gone)
+            for rel in forgotten:
+                snap = raw.get(rel)
+                for agg in (snap.aggregations.values() if snap else ()):
+                    self._retire(agg, gone, delivered)
+            if forgotten == set(raw):
+                for cgroup_id in gone:
+                    self._owners.pop(cgroup_id, None)
+                seen -= gone
+        for cgroup_id in [c for c, owner in self._owners.items() if owner in delivered]:
+            del self._owners[cgroup_id]
+        for extra in self._retired.values():
+            for key in [k for k in extra if k[0] in delivered]:
+                del extra[key]
+        if delivered:
+            self._reducer.forget(delivered)
+            for zone_id in delivered:
+                del self._departing[zone_id]
+        self._seen_ids = seen
+
+    def _retire(self, agg, gone, delivered):
+        """Keep the final rows of gone cgroups that roll up to a zone still
+        counted (not ``delivered``) in that zone's retired base."""
+        for key, value in agg.rows.items():
+            if not key or key[0] not in gone:
+                continue
+            owner = self._owners.get(key[0])
+            if owner is None or owner in delivered:
+                continue
+            extra = self._retired.setdefault(agg.name, {})
+            target = (owner, *key[1:])
+            extra[target] = merge_values(agg.action, extra[target], value) \
+                if target in extra else value
 
     def kstat_reading_for_cycle(self, cache):
         """SmartOS: this cycle's kstat counters (one ``kstat -p`` per cycle)."""
@@ -282,3 +387,14 @@ class TelemetryService:
         with self._lock:
             self._stop_engines()
             self._state.close()
+
+
+def _walk_found_root(layer):
+    """True when the zone layer's last walk reached the unified root (a walk
+    that could not read it must not make every cgroup look gone)."""
+    try:
+        return layer.path(os.stat(layer.root).st_ino) is not None
+    except OSError:
+        return False
+    except AttributeError:  # a zone layer with no cgroup tree (a test's stand-in)
+        return False

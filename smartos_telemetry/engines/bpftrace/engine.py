@@ -1,24 +1,41 @@
 """BpftraceEngine: a bpftrace script as an Engine (start, snapshot, health, stop).
 
-bpftrace runs as a long-lived child (``bpftrace -k -f json FILE``, see
+bpftrace runs as a long-lived child (``bpftrace -k -f json /dev/fd/N``, see
 :mod:`.process`).  Its maps are never cleared, so they are cumulative.  A
-snapshot sends SIGUSR1 -- bpftrace prints every map, in name order, without
-clearing -- and waits for the sentinel map that ends the round (see
+print round is asked for with SIGUSR1 -- bpftrace prints every map, in name
+order, without clearing -- and ends with the sentinel map (see
 :mod:`.program`).  SIGUSR1 is driven from user space because timer probes
-(``interval``) can stall on this kind of VM.  ``print_interval`` adds a
-periodic round so that a child that dies loses at most that much.
+(``interval``) can stall on this kind of VM.
 
-A child that dies is restarted with exponential backoff; the last values
-printed by the dead child are carried into every later snapshot, so values
-stay cumulative for the engine's life (events between the dead child's last
-print and its death are lost).  ``health().restarts`` counts restarts.
+**Reads in the background.**  Every ``print_interval`` seconds the engine
+asks for a round and keeps the printed lines (decoded only when a snapshot
+or a death needs them, so a background read costs bpftrace's printing and
+a pipe read, not Python decoding).  A child that dies is restarted with
+exponential backoff; its last read values are carried into every later
+snapshot, so values stay cumulative for the engine's life and a death loses
+only the events between the last read and the death: at most
+``print_interval`` plus one print round.  A child that exits on SIGINT or
+SIGTERM prints its maps first and loses nothing.  A child that worked (it
+got ready and answered a round) restarts after ``backoff_initial`` again.
+
+**Hangs.**  A round not printed within ``snapshot_timeout`` of its SIGUSR1
+(a stopped or wedged child) marks the child hung: it is killed and replaced
+like a dead one (counted in ``restarts``), and a snapshot waiting on it
+returns the last read values instead of failing.
+
+**Ends.**  A script that calls ``exit()`` and exits 0 has ended: it is not
+restarted, and snapshots keep returning its final maps.
+
+**Pruning.**  :meth:`forget` deletes the rows of given first keys (cgroup
+ids of zones that are gone) from the child's maps (:mod:`.maps`) and from
+the carried values, so maps, reads and memory follow live zones.
 
 Health counters: ``drops["lost_events"]`` (perf buffer overruns),
 ``drops["map_full"]`` (map updates refused with E2BIG: the map hit
-``BPFTRACE_MAP_KEYS_MAX``, silent without ``-k``), ``errors["helper"]``
-(other failed helpers), ``errors["output"]`` (lines that did not decode) and
-``errors["hist_overflow"]`` (events in bpftrace 0.17's single >= 2^31 hist
-bucket, reported as one overflow bucket).
+``BPFTRACE_MAP_KEYS_MAX``, silent without ``-k``; logged once per episode),
+``errors["helper"]`` (other failed helpers), ``errors["output"]`` (lines
+that did not decode) and ``errors["hist_overflow"]`` (events in bpftrace
+0.17's single >= 2^31 hist bucket, reported as one overflow bucket).
 
 Options (``-x NAME=VALUE`` on run-script):
 
@@ -27,9 +44,10 @@ zones, buckets     map keys to allow: zones x buckets per zone (64 x 512)
 map_keys_max       BPFTRACE_MAP_KEYS_MAX itself, overriding the product
 perf_rb_pages      BPFTRACE_PERF_RB_PAGES (output ring pages per CPU)
 ready_timeout      seconds to wait for attach (60)
-snapshot_timeout   seconds to wait for a print round (10)
+snapshot_timeout   seconds a print round may take before the child is
+                   taken as hung and replaced (10)
 stop_timeout       seconds between SIGINT and SIGKILL (5)
-print_interval     seconds between periodic print rounds (0: off)
+print_interval     seconds between background reads (2; 0: off)
 backoff_initial,   restart delays: initial, doubling up to max (1, 60)
 backoff_max
 max_restarts       give up after this many restarts (-1: never)
@@ -37,18 +55,17 @@ bpftrace           the executable (found on PATH)
 =================  =====================================================
 """
 
+import collections
 import os
 import re
-import shutil
 import signal
-import tempfile
 import threading
 import time
 
 from oslo_log import log as logging
 
 from smartos_telemetry.engines.base import Engine
-from smartos_telemetry.engines.bpftrace import json_output, loglinear, process
+from smartos_telemetry.engines.bpftrace import json_output, loglinear, maps, process
 from smartos_telemetry.engines.bpftrace.program import READY_MARKER, prepare
 from smartos_telemetry.errors import (
     ConfigError,
@@ -59,7 +76,13 @@ from smartos_telemetry.errors import (
     ProbeNotFound,
     ScriptCompileError,
 )
-from smartos_telemetry.snapshot import Aggregation, EngineHealth, Snapshot, merge_values
+from smartos_telemetry.snapshot import (
+    Aggregation,
+    EngineHealth,
+    Snapshot,
+    merge_values,
+    without_first_keys,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -71,7 +94,7 @@ OPTIONS = {
     "ready_timeout": (float, 60.0),
     "snapshot_timeout": (float, 10.0),
     "stop_timeout": (float, 5.0),
-    "print_interval": (float, 0.0),
+    "print_interval": (float, 2.0),
     "backoff_initial": (float, 1.0),
     "backoff_max": (float, 60.0),
     "max_restarts": (int, -1),
@@ -90,6 +113,9 @@ _PROBE_MISSING = re.compile(
     r"not traceable|Unknown probe type|does not exist", re.IGNORECASE)
 _NAMED_PROBE = re.compile(r"'([a-z]+:[^']+)'|tracepoint not found: (\S+)")
 _HARMLESS = re.compile(r"RLIMIT_MEMLOCK")
+# a printed map's line, as src/output.cpp (0.17) writes it: its name is all
+# a background read needs (decoding waits until a snapshot wants it)
+_MAP_LINE = re.compile(rb'^\{"type": "(?:map|hist|stats)", "data": \{"@(\w*)": ')
 
 
 def parse_options(options):
@@ -126,24 +152,35 @@ def merge_aggregations(base, current):
 
 class BpftraceEngine(Engine):
     name = "bpftrace"
+    options_known = frozenset(OPTIONS)
 
     def __init__(self, source, script_name=None, options=None):
         super().__init__(source, script_name, options)
         self.opts = parse_options(self.options)
         self.program = prepare(source)
+        kernel_names = collections.Counter(
+            maps.bpftrace_map_name(n) for n in self.program.maps)
+        # maps whose kernel name (cut to 15 characters) is theirs alone
+        self._prunable = sorted(n for n in self.program.functions
+                                if kernel_names[maps.bpftrace_map_name(n)] == 1)
         self._cond = threading.Condition()
         self._supervisor = None
-        self._workdir = None
+        self._script_fd = None
         self._script_path = None
         self._ready = threading.Event()
         self._failure = None         # exception of a child that never got ready
         self._gave_up = None         # reason the engine stopped restarting
+        self._finished = False       # the script ended itself (exit())
         self._stopped = False
         self._child_ready = False
         self._generation = 0         # children started
         self._rounds = 0             # print rounds completed (sentinel lines)
         self._pending = None         # round number a SIGUSR1 in flight will complete
+        self._pending_since = None   # when that SIGUSR1 was sent
         self._want_another = False
+        self._pruning = False        # deleting map keys: no SIGUSR1 meanwhile
+        self._killing = False        # the engine killed the child (hung)
+        self._raw = {}               # name -> the latest printed line, not decoded yet
         self._current = {}           # name -> Aggregation, the live child's
         self._carried = {}           # name -> Aggregation, dead children's
         self._overflow = {}          # name -> count in the bogus >= 2^31 bucket
@@ -151,6 +188,11 @@ class BpftraceEngine(Engine):
         self._drops = {}
         self._errors = {}
         self._restarts = 0
+        self._hangs = 0
+        self._map_full_episode = None  # drops when the episode began, or None
+        self._map_full_since_round = 0
+        self._prune_failed = False
+        self.last_read = None        # monotonic time of the last completed round
         self.started_at = None
         self.ready_after = None      # seconds from start() to ready
 
@@ -184,24 +226,21 @@ class BpftraceEngine(Engine):
                                     fix="apt-get install bpftrace")
         text, version = process.bpftrace_version(binary)
         LOG.info("bpftrace engine: %s (%s), script %s", binary, text, self.script_name)
-        self._workdir = tempfile.mkdtemp(prefix="smartos-telemetry-bt-")
-        self._script_path = os.path.join(
-            self._workdir, os.path.basename(self.script_name) or "script.bt")
-        with open(self._script_path, "w", encoding="utf-8") as f:
-            f.write(self.program.text)
+        self._script_fd = process.memfd_with("bpftrace-script", self.program.text)
+        self._script_path = f"/dev/fd/{self._script_fd}"
         env = dict(os.environ)
         o = self.opts
         env["BPFTRACE_MAP_KEYS_MAX"] = str(o["map_keys_max"] or o["zones"] * o["buckets"])
         if o["perf_rb_pages"]:
             env["BPFTRACE_PERF_RB_PAGES"] = str(o["perf_rb_pages"])
         argv = process.command(binary, ["-k", "-f", "json", self._script_path])
+        # the tick drives background reads and the hang watchdog
+        tick = min(o["print_interval"] or 1.0, max(o["snapshot_timeout"] / 2, 0.05))
         self._supervisor = process.Supervisor(
-            argv, env, os.path.join(self._workdir, "stderr"),
-            on_line=self._on_line, on_exit=self._on_exit, on_spawn=self._on_spawn,
-            on_tick=self._on_tick if o["print_interval"] > 0 else None,
-            tick_interval=o["print_interval"] or None,
+            argv, env, on_line=self._on_line, on_exit=self._on_exit, on_spawn=self._on_spawn,
+            on_tick=self._on_tick, tick_interval=tick,
             backoff_initial=o["backoff_initial"], backoff_max=o["backoff_max"],
-            stop_timeout=o["stop_timeout"])
+            stop_timeout=o["stop_timeout"], pass_fds=(self._script_fd,))
         self.started_at = time.monotonic()
         self._supervisor.start()
         if not self._wait_ready(o["ready_timeout"]):
@@ -231,8 +270,13 @@ class BpftraceEngine(Engine):
         """True while a bpftrace child is attached (False while it restarts)."""
         return self._child_ready and self.is_alive()
 
+    @property
+    def finished(self):
+        """True once the script has ended itself (it called exit())."""
+        return self._finished
+
     def is_alive(self):
-        return (self._supervisor is not None and not self._stopped
+        return (self._supervisor is not None and not self._stopped and not self._finished
                 and self._gave_up is None and self._ready.is_set())
 
     def stop(self):
@@ -243,8 +287,9 @@ class BpftraceEngine(Engine):
             self._supervisor.stop()
         with self._cond:
             self._cond.notify_all()
-        if self._workdir:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+        if self._script_fd is not None:
+            os.close(self._script_fd)
+            self._script_fd = None
 
     # -- snapshots ---------------------------------------------------------------
 
@@ -257,28 +302,61 @@ class BpftraceEngine(Engine):
                 raise EngineDied(self.name, self._gave_up or "stopped")
             if self._child_ready:
                 generation = self._generation
+                asked = time.monotonic()
                 target = self._request_round()
-                deadline = time.monotonic() + timeout
                 while (self._rounds < target and self._generation == generation
                        and self._child_ready and not self._stopped):
-                    remaining = deadline - time.monotonic()
+                    since = self._pending_since if self._pending is not None else asked
+                    remaining = since + timeout - time.monotonic()
                     if remaining <= 0:
-                        raise EngineError(self.name, f"bpftrace did not print its maps "
-                                                     f"within {timeout:g} s of SIGUSR1")
+                        # the last read values stand in; the child is replaced
+                        self._kill_hung(time.monotonic() - since)
+                        break
                     self._cond.wait(remaining)
+            self._decode_pending()
             aggregations = merge_aggregations(self._carried, self._current)
         return Snapshot(self.name, aggregations, health=self.health())
 
     def _request_round(self):
         """Ask for a print round; the round number that answers it.  Under _cond."""
-        if self._pending is not None:
-            # a round is being printed; it may have started before this request
+        if self._pending is not None or self._pruning:
+            # a round is being printed (it may have started before this
+            # request), or keys are being deleted: ask once that is done
             self._want_another = True
-            return self._pending + 1
+            return (self._pending if self._pending is not None else self._rounds) + 1
         if not self._supervisor.signal(signal.SIGUSR1):
             return self._rounds
         self._pending = self._rounds + 1
+        self._pending_since = time.monotonic()
         return self._pending
+
+    def _kill_hung(self, waited):
+        """Kill a child that did not print a round in time.  Under _cond."""
+        if self._killing or not self._child_ready:
+            return
+        self._killing = True
+        self._hangs += 1
+        LOG.warning("bpftrace for %s (pid %s) printed no maps %.1f s after SIGUSR1: hung; "
+                    "killing it (it is restarted with the last read values carried over)",
+                    self.script_name, self.pid, waited)
+        self._supervisor.signal(signal.SIGKILL)
+
+    def _decode_pending(self):
+        """Decode the lines read since the last decode.  Under _cond."""
+        for name, line in self._raw.items():
+            try:
+                event = json_output.decode_line(line, self.program.functions)
+                agg = event.aggregations[name]
+                if name in self.program.loglinear:
+                    agg = Aggregation(name, loglinear.ACTION,
+                                      loglinear.histograms(agg.rows, name))
+            except (EngineOutputError, AttributeError, KeyError) as exc:
+                LOG.warning("%s", exc)
+                self._errors["output"] = self._errors.get("output", 0) + 1
+                continue
+            self._current[name] = agg
+            self._overflow[name] = event.overflow
+        self._raw = {}
 
     def health(self):
         with self._cond:
@@ -289,6 +367,61 @@ class BpftraceEngine(Engine):
             return EngineHealth(drops=dict(self._drops), errors=errors,
                                 restarts=self._restarts)
 
+    # -- pruning -------------------------------------------------------------------
+
+    def forget(self, first_keys):
+        """Delete every row whose first key is in ``first_keys`` (cgroup ids of
+        zones that are gone, whose last values have been read) from the
+        child's maps and from the values carried over.
+
+        All or nothing: the number of map keys deleted, or None when the
+        rows could not be deleted (the child is printing a round that does
+        not end, or the maps cannot be opened) and stay as they were.
+        Events that reach a forgotten key after its last read are not kept
+        (for a cgroup that is gone: segments of sockets that outlived it).
+        """
+        ids = frozenset(k for k in first_keys if isinstance(k, int))
+        if self._supervisor is None or self._stopped:
+            return None
+        if not ids:
+            return 0
+        with self._cond:
+            # bpftrace's printing walks the keys with get-next-key: never
+            # delete under it
+            due = time.monotonic() + self.opts["snapshot_timeout"]
+            while self._pending is not None and self._child_ready and not self._stopped:
+                remaining = due - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            pid = self.pid if self._child_ready else None
+            self._pruning = pid is not None
+        deleted = 0
+        try:
+            if pid is not None:
+                # a child that is not ready (restarting) has no rows yet
+                deleted, _ = maps.delete_rows(pid, self._prunable, ids)
+            self._prune_failed = False
+        except (OSError, EngineError) as exc:
+            if not self._prune_failed:
+                LOG.warning("bpftrace for %s: cannot delete the rows of %d gone cgroups from "
+                            "its maps (%s); they stay until the child restarts",
+                            self.script_name, len(ids), exc)
+            self._prune_failed = True
+            deleted = None
+        finally:
+            with self._cond:
+                self._pruning = False
+                if deleted is not None:
+                    self._decode_pending()
+                    self._current = without_first_keys(self._current, ids)
+                    self._carried = without_first_keys(self._carried, ids)
+                if self._want_another and self._pending is None and self._child_ready:
+                    self._want_another = False
+                    self._request_round()
+                self._cond.notify_all()
+        return deleted
+
     # -- supervisor callbacks (supervisor thread) --------------------------------
 
     def _on_spawn(self, proc):
@@ -297,64 +430,85 @@ class BpftraceEngine(Engine):
             self._child_ready = False
             self._pending = None
             self._want_another = False
+            self._killing = False
         LOG.debug("bpftrace started, pid %s", proc.pid)
 
     def _on_tick(self):
         with self._cond:
-            if self._child_ready:
+            if not self._child_ready or self._stopped:
+                return
+            now = time.monotonic()
+            if self._pending is not None:
+                waited = now - self._pending_since
+                if waited > self.opts["snapshot_timeout"]:
+                    self._kill_hung(waited)
+                return
+            interval = self.opts["print_interval"]
+            if interval > 0 and (self.last_read is None or now - self.last_read >= interval):
                 self._request_round()
 
     def _on_line(self, line):
+        m = _MAP_LINE.match(line)
+        if m:
+            name = m.group(1).decode("ascii")
+            with self._cond:
+                if name == self.program.sentinel:
+                    self._round_done()
+                elif name in self.program.functions:
+                    self._raw[name] = line  # plain maps (timestamps, ids) are skipped
+            return
         try:
             event = json_output.decode_line(line, self.program.functions)
         except EngineOutputError as exc:
             LOG.warning("%s", exc)
             self._count(self._errors, "output")
             return
-        if isinstance(event, json_output.MapPrint):
-            self._on_maps(event)
-        elif isinstance(event, json_output.Printf) and event.text.strip() == READY_MARKER:
+        if isinstance(event, json_output.Printf) and event.text.strip() == READY_MARKER:
             with self._cond:
                 self._child_ready = True
+                generation, restarts = self._generation, self._restarts
             self._ready.set()
+            if generation > 1:
+                LOG.info("bpftrace for %s ready again after restart %d (pid %s)",
+                         self.script_name, restarts, self.pid)
         elif isinstance(event, json_output.LostEvents):
             self._count(self._drops, "lost_events", event.events)
         elif isinstance(event, json_output.HelperError):
             self._on_helper_error(event)
 
-    def _on_maps(self, event):
-        with self._cond:
-            for name, agg in event.aggregations.items():
-                if name == self.program.sentinel:
-                    self._round_done()
-                    continue
-                if name not in self.program.functions:
-                    continue  # a plain map (timestamps, ids), not an aggregation
-                if name in self.program.loglinear:
-                    try:
-                        agg = Aggregation(name, loglinear.ACTION,
-                                          loglinear.histograms(agg.rows, name))
-                    except EngineOutputError as exc:
-                        LOG.warning("%s", exc)
-                        self._errors["output"] = self._errors.get("output", 0) + 1
-                        continue
-                self._current[name] = agg
-                self._overflow[name] = event.overflow if len(event.aggregations) == 1 else 0
-
     def _round_done(self):
+        """Under _cond."""
         self._rounds += 1
         self._pending = None
-        if self._want_another:
+        self.last_read = time.monotonic()
+        if self._child_ready:
+            self._supervisor.healthy = True
+        if self._map_full_episode is not None and not self._map_full_since_round:
+            LOG.info("bpftrace for %s: maps take new keys again; %d updates were dropped "
+                     "while they were full", self.script_name,
+                     self._drops.get("map_full", 0) - self._map_full_episode)
+            self._map_full_episode = None
+        self._map_full_since_round = 0
+        if self._want_another and not self._pruning:
             self._want_another = False
-            if self._supervisor.signal(signal.SIGUSR1):
-                self._pending = self._rounds + 1
+            self._request_round()
         self._cond.notify_all()
 
     def _on_helper_error(self, event):
         if event.helper == "map_delete_elem" and event.retcode == -ENOENT:
             return  # deleting a key that is not there: harmless
         if event.helper == "map_update_elem" and event.retcode == -E2BIG:
-            self._count(self._drops, "map_full")
+            with self._cond:
+                self._drops["map_full"] = self._drops.get("map_full", 0) + 1
+                self._map_full_since_round += 1
+                if self._map_full_episode is not None:
+                    return
+                self._map_full_episode = self._drops["map_full"] - 1
+            keys = self.opts["map_keys_max"] or self.opts["zones"] * self.opts["buckets"]
+            LOG.warning("bpftrace for %s: a map is full (%d keys, at line %s): new keys are "
+                        "dropped and counted in drops[map_full] until rows are freed; raise "
+                        "the engine option zones or map_keys_max", self.script_name, keys,
+                        event.line)
             return
         LOG.debug("bpftrace helper %s failed (%d) at %s:%s:%s", event.helper, event.retcode,
                   self.script_name, event.line, event.column)
@@ -365,17 +519,25 @@ class BpftraceEngine(Engine):
             counters[kind] = counters.get(kind, 0) + n
 
     def _on_exit(self, returncode, stderr_text, uptime):
-        stderr_text = stderr_text.replace(self._script_path, self.script_name)
+        if self._script_path:
+            stderr_text = stderr_text.replace(self._script_path, self.script_name)
         with self._cond:
-            was_ready = self._child_ready
+            was_ready, killed = self._child_ready, self._killing
             self._child_ready = False
             self._pending = None
+            self._want_another = False
+            self._decode_pending()  # what it printed last, at exit too
             self._carried = merge_aggregations(self._carried, self._current)
             self._carried_overflow += sum(self._overflow.values())
             self._current, self._overflow = {}, {}
             self._cond.notify_all()
             if not self._ready.is_set():
                 self._failure = self.script_error(returncode, stderr_text)
+                return False
+            if (returncode == 0 and was_ready and not killed and self.program.calls_exit):
+                self._finished = True
+                LOG.info("bpftrace for %s: the script called exit() after %.1f s; its final "
+                         "maps are kept, it is not restarted", self.script_name, uptime)
                 return False
             max_restarts = self.opts["max_restarts"]
             if 0 <= max_restarts <= self._restarts:
@@ -384,8 +546,9 @@ class BpftraceEngine(Engine):
                 LOG.error("%s: %s", self.script_name, self._gave_up)
                 return False
             self._restarts += 1
-        LOG.warning("bpftrace for %s died (rc %s, %s after %.1f s): %s", self.script_name,
-                    returncode, "ready" if was_ready else "not ready", uptime,
+        LOG.warning("bpftrace for %s %s (rc %s, %s after %.1f s): %s", self.script_name,
+                    "was killed: hung" if killed else "died", returncode,
+                    "ready" if was_ready else "not ready", uptime,
                     _first_error(stderr_text) or "no message")
         return True
 

@@ -7,11 +7,16 @@ Guarantees (tests/test_bpftrace_engine.py checks them against real bpftrace):
   so no bpftrace outlives the agent, even after ``kill -9`` of the agent.
   That thread is the supervisor thread, which lives exactly as long as the
   child is wanted;
-* ``stop()`` sends SIGINT (bpftrace prints its maps, detaches and exits),
-  then SIGKILL to the whole group after ``stop_timeout`` seconds;
+* ``stop()`` sends SIGINT and SIGCONT (bpftrace prints its maps, detaches
+  and exits; a stopped child is woken to do so), then SIGKILL to the whole
+  group after ``stop_timeout`` seconds;
 * a child that exits on its own is reported to the owner, which decides
-  whether to restart it; restarts wait with exponential backoff;
-* an ``atexit`` hook stops every child still running when Python exits.
+  whether to restart it; restarts wait with exponential backoff, back to
+  the initial delay after a child the owner marked healthy;
+* an ``atexit`` hook stops every child still running when Python exits;
+* nothing is written to disk: the script is handed over as an inherited
+  memfd (``/dev/fd/N``) and stderr goes to another, so an agent that ends
+  by ``os._exit`` (cotyledon does) or by a signal leaves no work files.
 
 Where tracefs is not mounted (as on this kind of VM), the child runs in a
 private mount namespace that mounts it (``unshare``), so nothing on the host
@@ -96,11 +101,23 @@ def _die_with_parent(parent_pid):
     return preexec
 
 
-def spawn(argv, env, stderr):
+def spawn(argv, env, stderr, pass_fds=()):
     """Start ``argv`` in its own session, killed with its parent thread."""
     return subprocess.Popen(
         argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env,
-        start_new_session=True, close_fds=True, preexec_fn=_die_with_parent(os.getpid()))
+        start_new_session=True, close_fds=True, pass_fds=pass_fds,
+        preexec_fn=_die_with_parent(os.getpid()))
+
+
+def memfd_with(name, text):
+    """A memfd holding ``text`` (the child opens it as ``/dev/fd/N``)."""
+    fd = os.memfd_create(name, 0)  # not CLOEXEC: the child inherits it
+    try:
+        os.write(fd, text.encode("utf-8"))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def signal_group(proc, sig):
@@ -124,14 +141,19 @@ class Supervisor:
     * ``on_tick()`` every ``tick_interval`` seconds while a child runs;
     * ``on_exit(returncode, stderr_text, uptime)`` when a child has exited on
       its own; return True to restart it (after backoff), False to give up.
+
+    ``pass_fds`` are inherited by every child (the script's memfd).  The
+    owner sets :attr:`healthy` once a child has worked; the next restart
+    then waits ``backoff_initial`` again.
     """
 
-    def __init__(self, argv, env, stderr_path, on_line, on_exit, on_spawn=None,
+    def __init__(self, argv, env, on_line, on_exit, on_spawn=None,
                  on_tick=None, tick_interval=None, backoff_initial=1.0, backoff_max=60.0,
-                 stop_timeout=5.0, name="bpftrace"):
+                 stop_timeout=5.0, name="bpftrace", pass_fds=()):
         self.argv = argv
         self.env = env
-        self.stderr_path = stderr_path
+        self.pass_fds = tuple(pass_fds)
+        self.healthy = False
         self.on_line = on_line
         self.on_exit = on_exit
         self.on_spawn = on_spawn or (lambda proc: None)
@@ -165,7 +187,8 @@ class Supervisor:
         if self._thread.ident is None:
             return
         with self._lock:
-            signal_group(self.proc, signal.SIGINT)
+            if signal_group(self.proc, signal.SIGINT):
+                signal_group(self.proc, signal.SIGCONT)  # a stopped child must run to exit
         self._thread.join(self.stop_timeout)
         if self._thread.is_alive():
             # seen on this kind of VM: exit (detach) sometimes stalls for seconds
@@ -180,25 +203,29 @@ class Supervisor:
         attempt = 0
         while not self._stopping.is_set():
             started = time.monotonic()
+            stderr = os.memfd_create("bpftrace-stderr", os.MFD_CLOEXEC)
             try:
-                with open(self.stderr_path, "wb") as stderr, self._lock:
-                    if self._stopping.is_set():
-                        return
-                    self.proc = spawn(self.argv, self.env, stderr)
-            except OSError as exc:
-                self.on_exit(None, f"cannot start {self.argv[0]}: {exc}", 0.0)
-                return
-            self.on_spawn(self.proc)
-            self._read(self.proc)
-            rc = self.proc.wait()
-            uptime = time.monotonic() - started
-            if self._stopping.is_set():
-                return
-            with open(self.stderr_path, "rb") as f:
-                stderr_text = f.read().decode("utf-8", "replace")
+                try:
+                    with self._lock:
+                        if self._stopping.is_set():
+                            return
+                        self.healthy = False
+                        self.proc = spawn(self.argv, self.env, stderr, self.pass_fds)
+                except OSError as exc:
+                    self.on_exit(None, f"cannot start {self.argv[0]}: {exc}", 0.0)
+                    return
+                self.on_spawn(self.proc)
+                self._read(self.proc)
+                rc = self.proc.wait()
+                uptime = time.monotonic() - started
+                if self._stopping.is_set():
+                    return
+                stderr_text = _read_all(stderr)
+            finally:
+                os.close(stderr)
             if not self.on_exit(rc, stderr_text, uptime):
                 return
-            attempt = 0 if uptime > self.backoff_max else attempt + 1
+            attempt = 0 if self.healthy or uptime > self.backoff_max else attempt + 1
             delay = min(self.backoff_max, self.backoff_initial * 2 ** max(attempt - 1, 0))
             LOG.warning("bpftrace exited (rc %s after %.1f s); restarting in %.1f s",
                         rc, uptime, delay)
@@ -207,15 +234,21 @@ class Supervisor:
     def _read(self, proc):
         fd = proc.stdout.fileno()
         pending = b""
+        ticking = bool(self.on_tick and self.tick_interval)
         next_tick = time.monotonic() + (self.tick_interval or 0)
         while True:
             timeout = None
-            if self.on_tick and self.tick_interval:
+            if ticking:
+                # ticks keep time whether or not the child writes: a child
+                # that prints a stream of lines but never ends a round must
+                # still be seen to hang
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + self.tick_interval
+                    self.on_tick()
                 timeout = max(0.0, next_tick - time.monotonic())
             ready, _, _ = select.select([fd], [], [], timeout)
             if not ready:
-                next_tick = time.monotonic() + self.tick_interval
-                self.on_tick()
                 continue
             chunk = os.read(fd, 1 << 20)
             if not chunk:
@@ -226,6 +259,16 @@ class Supervisor:
         if pending:
             self.on_line(pending)
         proc.stdout.close()
+
+
+def _read_all(fd):
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks = []
+    while True:
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return b"".join(chunks).decode("utf-8", "replace")
+        chunks.append(chunk)
 
 
 @atexit.register

@@ -5,7 +5,9 @@ Read:
 * which function fills each map (``@n[k] = count()`` ...): bpftrace's JSON
   does not say, and only maps filled by an aggregating function are reported;
 * which maps hold log-linear bucket indexes (``// loglinear: @runq_ns``,
-  see :mod:`.loglinear`).
+  see :mod:`.loglinear`);
+* whether the script calls ``exit()`` (then a child that exits 0 has ended
+  the script, and is not restarted).
 
 Changed (line numbers are kept, so bpftrace's line:column still point into
 the operator's file):
@@ -36,6 +38,8 @@ _LOGLINEAR = re.compile(r"//\s*loglinear:\s*((?:@\w+[\s,]*)+)")
 _MAP_NAME = re.compile(r"@(\w*)")
 _AVG = re.compile(r"\bavg\s*\(")
 _BEGIN = re.compile(r"(?m)^[ \t]*BEGIN\s*\{")
+_EXIT = re.compile(r"\bexit\s*\(")
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +48,8 @@ class Program:
     functions: dict     # map name (no @) -> bpftrace function
     loglinear: frozenset
     sentinel: str       # map name (no @)
+    calls_exit: bool = False   # the script may end itself (exit())
+    maps: frozenset = frozenset()  # every map name the script uses (no @)
 
 
 def prepare(source):
@@ -60,4 +66,6 @@ def prepare(source):
         text = text[:begin.end()] + inject + text[begin.end():]
     else:
         text = text.rstrip("\n") + "\nBEGIN {" + inject + "}\n"
-    return Program(text, functions, loglinear, sentinel)
+    code = _COMMENT.sub(" ", source)
+    return Program(text, functions, loglinear, sentinel, bool(_EXIT.search(code)),
+                   frozenset(_MAP_NAME.findall(source)))
