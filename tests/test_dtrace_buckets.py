@@ -47,9 +47,18 @@ def test_negative_quantize_buckets_hold_what_the_kernel_puts_there():
 def test_lquantize_parameters_and_bounds():
     word = (10 << 48) | (5 << 32) | ((-20) & 0xFFFFFFFF)
     assert buckets.lquantize_params(word) == (-20, 10, 5)
-    b = buckets.lquantize_bounds(-20, 10, 5)
+    b = buckets.lquantize_bounds(-20, 10, 5, family="oracle")
     assert b[0] == (INT64_MIN, -21) and b[1] == (-20, -11) and b[-1] == (30, INT64_MAX)
     assert len(b) == 7 and contiguous(b)
+
+
+def test_illumos_lquantize_ends_are_int32_limited():
+    # the illumos kernel buckets (int32_t)value (dtrace_aggregate_lquantize):
+    # nothing it counted lies beyond the int32 limits
+    b = buckets.lquantize_bounds(-20, 10, 5, family="illumos")
+    assert b[0] == (-(2**31), -21) and b[-1] == (30, 2**31 - 1)
+    assert b[1:-1] == buckets.lquantize_bounds(-20, 10, 5, family="oracle")[1:-1]
+    assert contiguous(b)
 
 
 def test_llquantize_encodings_differ_between_families():

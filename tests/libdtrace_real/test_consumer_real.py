@@ -111,6 +111,54 @@ def test_llquantize_oracle_layout_small_magnitudes_and_negatives():
 
 
 @in_own_process
+def test_negative_quantize_and_wide_lquantize_values():
+    # quantize: negative bucket i holds (BUCKETVAL(i-1), BUCKETVAL(i)], as
+    # on illumos; lquantize: Oracle buckets all 64 bits (illumos truncates
+    # to int32_t), so values beyond 32 bits land in the open ends
+    values = [-1, -2, -3, -4, -7, -8, -21, 2**32 + 5, 2**31, -(2**32) + 25, 30, 2**40]
+    src = f"""syscall::lseek:entry /pid == {os.getpid()}/ {{
+        @q = quantize((long)arg1); @l = lquantize((long)arg1, -20, 30, 10); }}"""
+    fd = os.open("/dev/null", os.O_RDONLY)  # accepts any offset
+    try:
+        with consumer(src) as c:
+            for v in values:
+                try:
+                    os.lseek(fd, v, os.SEEK_SET)
+                except OSError:  # negative offsets: the probe fired all the same
+                    pass
+            time.sleep(SETTLE)
+            snap = c.snapshot()
+    finally:
+        os.close(fd)
+    for name in ("q", "l"):
+        hist = snap[name].rows[()]
+        assert hist.count == len(values)
+        for v in values:
+            assert len([b for b in hist.buckets if b.low <= v <= b.high]) == 1, (name, v)
+    q = {(b.low, b.high): b.count for b in snap["q"].rows[()].buckets}
+    assert q[(-1, -1)] == 1 and q[(-3, -2)] == 2 and q[(-7, -4)] == 2 and q[(-15, -8)] == 1
+    lq = {(b.low, b.high): b.count for b in snap["l"].rows[()].buckets}
+    assert lq == {(-(2**63), -21): 2, (-10, -1): 6, (30, 2**63 - 1): 4}
+
+
+@in_own_process
+def test_a_program_longer_than_4_kib_arrives_whole():
+    # compiled from a string (dtrace_program_strcompile): the clauses past
+    # the first KiBs arrive as well as the first
+    clauses = [f"syscall::getppid:entry /pid == {os.getpid()}/ {{ @c{i:03d} = count(); }}"
+               for i in range(70)]
+    src = "\n".join(clauses)
+    assert len(src) > 4096
+    with consumer(src) as c:
+        for _ in range(3):
+            os.getppid()
+        time.sleep(SETTLE)
+        snap = c.snapshot()
+    assert {name: agg.rows for name, agg in snap.aggregations.items()} == {
+        f"c{i:03d}": {(): 3} for i in range(70)}
+
+
+@in_own_process
 def test_integer_keys_are_signed_by_size_and_strings_bounded():
     src = f"""
     syscall::getppid:entry /pid == {os.getpid()}/ {{

@@ -78,17 +78,30 @@ def lquantize_params(word):
     return base, _u16(word, 48), _u16(word, 32)
 
 
-def lquantize_bounds(base, step, levels):
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def lquantize_bounds(base, step, levels, family="illumos"):
     """Bounds of ``lquantize(v, base, base + step * levels, step)``.
 
     One underflow bucket (below base), ``levels`` buckets of width ``step``,
     one overflow bucket (``base + levels * step`` and above).
+
+    The illumos kernel truncates the value to ``int32_t`` before bucketing
+    it (uts/common/dtrace/dtrace.c, dtrace_aggregate_lquantize), so these
+    buckets count the value's low 32 bits: the open ends stop at the int32
+    limits, and a value beyond 32 bits is counted in the bucket of its
+    truncation -- any bucket, an in-range one included.  Oracle DTrace 2.x
+    buckets the whole 64-bit value (measured on 2.0.7: 2^32 + 5 and
+    -2^32 + 25 land in the open ends), so there the ends are int64's.
     """
-    bounds = [(INT64_MIN, base - 1)]
+    low, high = (INT64_MIN, INT64_MAX) if family == "oracle" else (INT32_MIN, INT32_MAX)
+    bounds = [(low, base - 1)]
     for i in range(levels):
-        low = base + i * step
-        bounds.append((low, low + step - 1))
-    bounds.append((base + levels * step, INT64_MAX))
+        first = base + i * step
+        bounds.append((first, first + step - 1))
+    bounds.append((base + levels * step, high))
     return bounds
 
 

@@ -41,7 +41,6 @@ typedef int... pid_t;
 #define DTRACE_C_ZDEFS ...
 #define DTRACE_C_CPP ...
 
-#define DTRACE_STATUS_ERROR ...
 #define DTRACE_STATUS_NONE ...
 #define DTRACE_STATUS_OKAY ...
 #define DTRACE_STATUS_EXITED ...
@@ -171,8 +170,11 @@ int dtrace_program_exec(dtrace_hdl_t *dtp, dtrace_prog_t *pgp,
 
 int dtrace_stop(dtrace_hdl_t *dtp);
 
-/* compiling from a FILE (not a string) makes libdtrace report line numbers */
-FILE *fmemopen(void *buf, size_t size, const char *mode);
+/* a program that failed to compile from a string is compiled once more
+   from a temporary file: only then do libdtrace's messages carry its line */
+FILE *tmpfile(void);
+size_t fwrite(const void *ptr, size_t size, size_t nmemb, FILE *fp);
+void rewind(FILE *fp);
 int fclose(FILE *fp);
 
 /* printf output: Oracle's dtrace_work never flushes buffered output to the

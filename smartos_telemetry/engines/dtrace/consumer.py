@@ -3,7 +3,7 @@
 Lifecycle of one handle (the order libdtrace requires)::
 
     dtrace_open -> dtrace_setopt (bufsize, aggsize, ...) -> [dtrace_init, Oracle]
-    -> dtrace_program_fcompile (process-wide lock)
+    -> dtrace_program_strcompile (process-wide lock)
     -> dtrace_handle_err / _drop / _buffered   (after the compile, before exec:
                                                 dtrace(1)'s order; err compiles ERROR)
     -> refuse destructive -> dtrace_program_exec -> dtrace_go
@@ -75,6 +75,11 @@ DEFAULT_OPTIONS = {
 
 #: options a caller may never set
 FORBIDDEN_OPTIONS = frozenset({"destructive"})
+
+#: what dtrace_status() returns on failure.  illumos' <dtrace.h> names no
+#: constant for it (dtrace_status in libdtrace/common/dt_work.c returns a
+#: bare -1); DTRACE_STATUS_ERROR is Oracle's name for the same value.
+STATUS_ERROR = -1
 
 #: strings shorter than this would be decoded as integers (1/2/4/8 bytes)
 MIN_STRSIZE = 16
@@ -237,17 +242,19 @@ class DTraceConsumer(Engine):
     def _compile_and_go(self, b):
         ffi, lib = b.ffi, b.lib
         handle = self._handle
-        # compiled as a file, so that libdtrace's messages carry "line N"
-        text = ffi.new("char[]", self.source.encode())
-        stream = lib.fmemopen(text, len(text) - 1, b"r")
-        if stream == ffi.NULL:
-            raise EngineError(ENGINE, "fmemopen failed: cannot hand the program to libdtrace")
-        try:
-            prog = lib.dtrace_program_fcompile(handle, stream, 0, 0, ffi.NULL)
-            if prog == ffi.NULL:
-                self._raise_compile_error(b.errmsg(handle))
-        finally:
-            lib.fclose(stream)
+        # The program goes in as a string, the way dtrace(1) -n hands one
+        # over: no memory stream.  fmemopen is absent from SmartOS images
+        # before illumos' 2020 libc, and the illumos fmemopen_read seen
+        # ignores the read position, so libdtrace's lexer (dt_lex.l, fgetc)
+        # would re-read a program over 1 KiB from its start.  The probe spec
+        # is the one dtrace_program_fcompile uses (illumos dt_cc.c), so the
+        # program means what it meant as a file; no DTRACE_C_CPP, which
+        # illumos applies to a FILE only (dt_cc.c dt_compile).
+        source = self.source.encode()
+        prog = lib.dtrace_program_strcompile(handle, source, lib.DTRACE_PROBESPEC_NAME,
+                                             0, 0, ffi.NULL)
+        if prog == ffi.NULL:
+            self._raise_compile_error(self._compile_message(b, source))
         # the handlers go after the compile and before exec, the order
         # dtrace(1) uses: Oracle's dtrace_handle_err compiles the ERROR
         # clause, and registered before the program is compiled it corrupts
@@ -274,6 +281,34 @@ class DTraceConsumer(Engine):
             if _NOPROBE_RE.search(message):
                 raise ProbeNotFound(ENGINE, message, script=self.script_name)
             raise EngineError(ENGINE, f"cannot start tracing: {message}")
+
+    def _compile_message(self, b, source):
+        """libdtrace's message for a program that did not compile, with its line.
+
+        libdtrace puts "line N" in a message only when it read the program
+        from a FILE (dt_error.c xyvwarn: ``pcb_fileptr ? yylineno : 0``), so
+        the same program is compiled once more, from a real temporary file
+        (not a memory stream), to have the line said.  If that cannot be
+        done, the string compile's own message stands.
+        """
+        ffi, lib = b.ffi, b.lib
+        message = b.errmsg(self._handle)
+        if _LINE_RE.search(message):
+            return message
+        fp = lib.tmpfile()
+        if fp == ffi.NULL:
+            return message
+        try:
+            if lib.fwrite(ffi.from_buffer(source), 1, len(source), fp) != len(source) \
+                    or lib.fflush(fp):
+                return message
+            lib.rewind(fp)
+            if lib.dtrace_program_fcompile(self._handle, fp, 0, 0, ffi.NULL) != ffi.NULL:
+                return message
+            located = b.errmsg(self._handle)
+        finally:
+            lib.fclose(fp)
+        return located if _LINE_RE.search(located) else message
 
     def _raise_compile_error(self, message):
         line = _LINE_RE.search(message)
@@ -325,7 +360,7 @@ class DTraceConsumer(Engine):
         b = self._binding
         lib = b.lib
         status = lib.dtrace_status(self._handle)
-        if status == lib.DTRACE_STATUS_ERROR:
+        if status == STATUS_ERROR:
             self._die(f"dtrace_status failed: {b.errmsg(self._handle)}")
             return
         if status in (lib.DTRACE_STATUS_EXITED, lib.DTRACE_STATUS_STOPPED,

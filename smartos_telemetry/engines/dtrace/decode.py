@@ -108,7 +108,8 @@ class AggDecoder:
             value_offset += header
             value_size -= header
             if action == "lquantize":
-                bounds = buckets.lquantize_bounds(*buckets.lquantize_params(param_word))
+                bounds = buckets.lquantize_bounds(*buckets.lquantize_params(param_word),
+                                                  family=self.binding.family)
             elif self.binding.family == "oracle":
                 bounds = buckets.llquantize_bounds_oracle(
                     *buckets.llquantize_params(param_word, "oracle"))
