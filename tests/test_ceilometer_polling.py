@@ -84,6 +84,7 @@ class Agent:
             [publisher_notifier]
             telemetry_driver = noop
             [smartos]
+            state_file = {tmp_path / 'state.json'}
             """) + textwrap.dedent(smartos_options))
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "ceilometer-polling"), "--config-file", str(conf),

@@ -26,6 +26,7 @@ platform = smartos
 vmadm_path = {BIN}/vmadm
 zoneadm_path = {BIN}/zoneadm
 kstat_path = {BIN}/kstat
+state_file = {tmp_path / 'state.json'}
 """)
     proc = subprocess.run(
         [sys.executable, "-m", "smartos_telemetry.cli.main", "poll", "--once", "--json",
