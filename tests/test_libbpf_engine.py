@@ -102,12 +102,12 @@ def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper(design):
     assert percentile(hog, 0.9) > 50 * percentile(slp, 0.9), (hog, slp)
     assert percentile(hog, 0.9) >= 1_000_000
     assert total_ns(hog) > 10 * total_ns(slp)
-    assert snap["runq_ns_sum"].rows[(hog_id,)] > 10 * snap["runq_ns_sum"].rows[(sleeper_id,)]
 
 
 def test_run_queue_wait_per_zone_is_the_kernel_s_run_delay():
-    """Zone A's waits, summed, are what its tasks' run_delay grew by (within 2%),
-    one event per time slice; neighbour B's are B's."""
+    """Zone A's waits, summed, are what its tasks' run_delay grew by (within 2%:
+    the sum is read from the buckets, each at most 6.25% wide), one event per
+    time slice; neighbour B's are B's."""
     with scratch_cgroups("a", "b") as cg, engine_for("runqueue.bpf.c") as engine:
         assert engine.design == "sched_info"
         a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
@@ -128,15 +128,11 @@ def test_run_queue_wait_per_zone_is_the_kernel_s_run_delay():
     for zone, stats in truth.items():
         run_delay = sum(d for d, _ in stats)
         slices = sum(n for _, n in stats)
-        measured = snap["runq_ns_sum"].rows[(zone,)]
+        measured = total_ns(snap["runq_ns"].rows[(zone,)])
         events = snap["runq_ns"].rows[(zone,)].count
         assert run_delay > 0
         assert abs(measured - run_delay) <= 0.02 * run_delay, (zone, measured, run_delay)
         assert abs(events - slices) <= 0.02 * slices + 2, (zone, events, slices)
-    # the hogs' total, from the buckets alone, is within the bucket error too
-    hist = snap["runq_ns"].rows[(a,)]
-    assert abs(total_ns(hist) - snap["runq_ns_sum"].rows[(a,)]) <= \
-        0.0625 * snap["runq_ns_sum"].rows[(a,)]
 
 
 def _state(pid):
@@ -154,7 +150,6 @@ def test_a_deleted_zone_is_reclaimed_from_the_kernel_and_keeps_its_counts():
             before = engine.snapshot()
             assert {gone, stays} <= engine.kernel_keys("runq_ns")
             last = before["runq_ns"].rows[(gone,)]
-            last_sum = before["runq_ns_sum"].rows[(gone,)]
             assert last.count > 100
             os.rmdir(cg["gone"])
             after = engine.snapshot()  # reclaims: the cgroup is gone
@@ -163,7 +158,6 @@ def test_a_deleted_zone_is_reclaimed_from_the_kernel_and_keeps_its_counts():
             assert engine.reclaimed >= 1
             # its final counts are still delivered, and stay (totals never drop)
             assert after["runq_ns"].rows[(gone,)] == last
-            assert after["runq_ns_sum"].rows[(gone,)] == last_sum
             time.sleep(0.3)
             later = engine.snapshot()
             assert later["runq_ns"].rows[(gone,)] == last
@@ -238,10 +232,6 @@ def test_direct_io_writes_are_counted_per_zone(tmp_path):
     assert abs(counts(io, b) - n_b) <= 0.05 * n_b, io.rows.get((b,))
     assert abs(snap["io_bytes"].rows[(a,)] - n_a * 65536) <= 0.05 * n_a * 65536
     assert abs(snap["io_bytes"].rows[(b,)] - n_b * 65536) <= 0.05 * n_b * 65536
-    # the exact sum lies within the bucket error of the buckets' midpoints
-    for zone in (a, b):
-        exact = snap["io_ns_sum"].rows[(zone,)]
-        assert abs(total_ns(io.rows[(zone,)]) - exact) <= 0.0625 * exact
 
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():
@@ -266,7 +256,6 @@ def test_tcp_connects_are_attributed_by_the_socket_cgroup():
     assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
     assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))
     assert counts(snap["srtt_ns"], a) > 0 and counts(snap["srtt_ns"], b) > 0
-    assert snap["connect_ns_sum"].rows[(a,)] > 0
     assert (a,) not in snap["connect_failed"].rows and (b,) not in snap["connect_failed"].rows
 
 
@@ -325,8 +314,6 @@ def test_every_linux_meter_from_libbpf():
     assert abs(added("disk.io.latency.count") - meters.WRITES) <= 0.05 * meters.WRITES
     assert mine["network.tcp.connect.latency.p50"] <= durations[len(durations) // 2] * 1.07
     assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
-    # .sum is exact here: the connects' total is no more than the workload timed
-    assert added("network.tcp.connect.latency.sum") <= sum(durations)
 
 
 def test_auto_picks_libbpf_here_and_check_says_what_loaded():

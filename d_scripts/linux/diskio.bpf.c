@@ -13,7 +13,6 @@
  *           diskio.bt).
  * Contract:
  *   @io_ns[cgroup_id, bucket] = count()     log-linear (st_common.bpf.h), by (cgroup_id,)
- *   @io_ns_sum[cgroup_id] = sum(ns)         exact; kept in @io_ns's map value
  *   @io_bytes[cgroup_id] = sum(bytes)       bytes of the first completion
  * Caveats:  as diskio.bt: writeback I/O is submitted by kernel flusher
  *           threads and lands in their cgroup (the root, 1); a request

@@ -31,7 +31,6 @@
  *     bucket: log-linear index (loglinear.py) below 2^40 ns, overflow above
  *     (st_common.bpf.h); the engine reports it as an llquantize histogram
  *     keyed by (cgroup_id,).
- *   @runq_ns_sum[cgroup_id] = sum(ns)    exact; kept in @runq_ns's map value
  * Caveats:  design 1 records a wait when the task leaves the CPU (a slice
  *           later than design 2 does); the idle task is never counted.
  *           Task storage holds 8 bytes per task seen, freed with the task.

@@ -2,12 +2,14 @@
  * st_common.bpf.h -- what the libbpf engine's programs share (*.bpf.c here).
  *
  * Per-zone histograms: one BPF_MAP_TYPE_HASH per distribution, cgroup-v2 id
- * -> struct st_hist (the bucket counts, then the exact sum of the values, so
- * the meters' .sum needs no estimate), written with atomic adds.  Not a
+ * -> struct st_hist (the bucket counts), written with atomic adds.  Not a
  * per-CPU map: a per-CPU value is allocated for every possible CPU, which
  * on a 64-CPU host would make each zone's histogram 64 times larger; a
  * shared value has one size whatever the CPU count, and a zone's events
- * rarely hit the same bucket on two CPUs at once.  Hash maps are
+ * rarely hit the same bucket on two CPUs at once.  No exact sum beside the
+ * buckets: one counter every event of a zone writes would move between the
+ * CPUs running the zone's threads at every event (the meters' .sum is
+ * estimated from the buckets, as on the other engines).  Hash maps are
  * preallocated, so an insert in the scheduler path never allocates, and
  * the memory is what max_zones says from the start (README, "The libbpf
  * engine").
@@ -46,7 +48,6 @@
 
 struct st_hist {
 	__u64 slots[ST_HIST_BUCKETS];
-	__u64 sum; /* exact total of the values (the contracts' NAME_sum) */
 };
 
 struct {
@@ -117,7 +118,6 @@ static __always_inline void st_record(void *map, __u64 cg, __u64 v)
 	if (i >= ST_HIST_BUCKETS)
 		return;
 	__sync_fetch_and_add(&h->slots[i], 1);
-	__sync_fetch_and_add(&h->sum, v);
 }
 
 /* Add n to zone cg's counter in a cgroup id -> __u64 hash. */

@@ -15,10 +15,8 @@
  *           was interrupted (as tcp.bt).
  * Contract:
  *   @connect_ns[cgroup_id, bucket] = count()   log-linear (st_common.bpf.h), by (cgroup_id,)
- *   @connect_ns_sum[cgroup_id] = sum(ns)       exact; kept in @connect_ns's map value
  *   @connect_failed[cgroup_id] = count()       SYN_SENT -> anything but ESTABLISHED
  *   @srtt_ns[cgroup_id, bucket] = count()      log-linear, one sample per tcp_probe
- *   @srtt_ns_sum[cgroup_id] = sum(ns)          exact; kept in @srtt_ns's map value
  *   @retransmits[cgroup_id] = count()          every tcp_retransmit_skb, as tcp.bt
  * Caveats:  IPv4 and IPv6; connects begun before the program are not timed;
  *           at most the engine's max_pending connects are timed at once

@@ -87,7 +87,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/runqueue.d", "runq_ns", "zonename"),
             LINUX_DTRACE: _src("linux/runqueue.d", "runq_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/runqueue.bt", "runq_ns", "cgroup_id"),
-            LINUX_LIBBPF: _src("linux/runqueue.bpf.c", "runq_ns", "cgroup_id", "runq_ns_sum"),
+            LINUX_LIBBPF: _src("linux/runqueue.bpf.c", "runq_ns", "cgroup_id"),
         }),
     Meter(
         "disk.io.latency", "distribution", "ns",
@@ -100,7 +100,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/zfs_io.d", "zio_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/diskio.d", "io_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/diskio.bt", "io_ns", "cgroup_id"),
-            LINUX_LIBBPF: _src("linux/diskio.bpf.c", "io_ns", "cgroup_id", "io_ns_sum"),
+            LINUX_LIBBPF: _src("linux/diskio.bpf.c", "io_ns", "cgroup_id"),
         }),
     Meter(
         "disk.throttle.delay", "counter", "ns",
@@ -128,7 +128,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "connect_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "connect_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "connect_ns", "cgroup_id"),
-            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "connect_ns", "cgroup_id", "connect_ns_sum"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "connect_ns", "cgroup_id"),
         }),
     Meter(
         "network.tcp.rtt", "distribution", "ns",
@@ -139,7 +139,7 @@ CATALOGUE = (
             SMARTOS_DTRACE: _src("smartos/tcp.d", "srtt_ns", "zoneid"),
             LINUX_DTRACE: _src("linux/tcp.d", "srtt_ns", "cgroup_id"),
             LINUX_BPFTRACE: _src("linux/tcp.bt", "srtt_ns", "cgroup_id"),
-            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "srtt_ns", "cgroup_id", "srtt_ns_sum"),
+            LINUX_LIBBPF: _src("linux/tcp.bpf.c", "srtt_ns", "cgroup_id"),
         }),
     Meter(
         "network.tcp.retransmits", "counter", "segment",
@@ -203,8 +203,6 @@ def readme_table():
             src = meter.sources.get(pe)
             if src:
                 cell = f"``{src.script}`` ``@{src.aggregation}`` by {src.zone_key}"
-                if src.sum_aggregation:
-                    cell += f", exact sum ``@{src.sum_aggregation}``"
             elif meter.kind == "health":
                 cell = "engine counters"
             else:

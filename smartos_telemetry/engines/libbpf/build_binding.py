@@ -56,6 +56,7 @@ const void *bpf_map__initial_value(struct bpf_map *map, size_t *psize);
 int bpf_map__set_initial_value(struct bpf_map *map, const void *data, size_t size);
 
 int bpf_map_lookup_elem(int fd, const void *key, void *value);
+int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t flags);
 int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_lookup_and_delete_elem(int fd, const void *key, void *value);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);

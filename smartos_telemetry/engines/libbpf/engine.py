@@ -10,8 +10,7 @@ The source given to the engine names the object (by file name) and must be
 the source it was built from (sha256 in ``objects/NAME.bpf.json``); its
 ``Contract:`` header names the maps to read -- each aggregation is a map of
 the same name, keyed by cgroup-v2 id: ``llquantize`` ones hold histograms
-(``maps.HIST_SLOTS`` log-linear slots, then the exact sum, which the
-contract names ``NAME_sum``), other ``count`` and ``sum`` ones a u64.
+(``maps.HIST_SLOTS`` log-linear slots), ``count`` and ``sum`` ones a u64.
 
 Values are cumulative since start.  Entries of zones whose cgroup is gone
 are taken out of the kernel maps every ``reclaim_interval`` seconds (with
@@ -45,13 +44,7 @@ from smartos_telemetry import scripts
 from smartos_telemetry.engines.base import Engine
 from smartos_telemetry.engines.libbpf import binding as binding_mod
 from smartos_telemetry.engines.libbpf.cgroup_ids import CgroupIds
-from smartos_telemetry.engines.libbpf.maps import (
-    HIST_SLOTS,
-    HIST_VALUE_U64,
-    ZoneMap,
-    histogram,
-    percpu_sums,
-)
+from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS, ZoneMap, histogram, percpu_sums
 from smartos_telemetry.errors import (
     ConfigError,
     EngineError,
@@ -126,11 +119,6 @@ class LibbpfEngine(Engine):
         self.opts = parse_options(self.options)
         self.contract = scripts.contract(source)
         self.stem = object_stem(self.script_name)
-        hists = [n for n, c in self.contract.items() if c.action == "llquantize"]
-        #: aggregation NAME_sum -> NAME: the exact sum kept in NAME's histogram map
-        self.sum_of = {f"{n}_sum": n for n in hists if f"{n}_sum" in self.contract}
-        #: aggregations with a map of their own
-        self.map_names = [n for n in self.contract if n not in self.sum_of]
         self._lock = threading.Lock()
         self._b = None
         self._obj = None
@@ -253,7 +241,7 @@ class LibbpfEngine(Engine):
     def _configure(self):
         ffi, lib = self._b.ffi, self._b.lib
         obj = self._obj
-        for name in self.map_names:
+        for name in self.contract:
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             if m == ffi.NULL:
                 raise ScriptCompileError(self.name, f"the object has no map {name} (declared "
@@ -310,11 +298,10 @@ class LibbpfEngine(Engine):
 
     def _open_maps(self):
         ffi, lib = self._b.ffi, self._b.lib
-        for name in self.map_names:
-            c = self.contract[name]
+        for name, c in self.contract.items():
             zone_map = ZoneMap(self._b, name, lib.bpf_object__find_map_by_name(
                 self._obj, name.encode()))
-            want = HIST_VALUE_U64 if c.action == "llquantize" else 1
+            want = HIST_SLOTS if c.action == "llquantize" else 1
             if zone_map.slots != want:
                 raise ScriptCompileError(self.name, f"map {name} holds {zone_map.slots} u64, "
                                          f"its contract ({c.action}) needs {want}",
@@ -354,24 +341,16 @@ class LibbpfEngine(Engine):
                 self._reclaim()
             rows = {}
             for name, zone_map in self._zone_maps.items():
-                if zone_map.slots == 1:
-                    rows[name] = zone_map.counters()
-                else:
-                    rows[name], sums = zone_map.histograms()
-                    sum_name = f"{name}_sum"
-                    if sum_name in self.sum_of:
-                        rows[sum_name] = sums
+                rows[name] = zone_map.counters() if zone_map.slots == 1 else \
+                    zone_map.histograms()
             aggregations = {}
             for name, zone_rows in rows.items():
                 retired = self._retired.get(name)
                 if retired:
-                    zone_rows = dict(zone_rows)
                     for key, old in retired.items():
                         now = zone_rows.get(key)
                         zone_rows[key] = old if now is None else _plus(now, old)
-                action = self.contract[name].action
-                aggregations[name] = Aggregation(
-                    name, action, {(key,): value for key, value in zone_rows.items()})
+                aggregations[name] = Aggregation(name, self.contract[name].action, zone_rows)
             health = self._health()
         return Snapshot(self.name, aggregations, health=health)
 
@@ -391,14 +370,11 @@ class LibbpfEngine(Engine):
                 if slots is None:
                     continue
                 self.reclaimed += 1
-                last = {name: slots[0]} if zone_map.slots == 1 else {
-                    name: histogram([i for i in range(HIST_SLOTS) if slots[i]],
-                                    [n for n in slots[:HIST_SLOTS] if n])}
-                if f"{name}_sum" in self.sum_of:
-                    last[f"{name}_sum"] = slots[HIST_SLOTS]
-                for agg, value in last.items():
-                    keep = self._retired.setdefault(agg, {})
-                    keep[key] = value if key not in keep else _plus(keep[key], value)
+                last = slots[0] if zone_map.slots == 1 else histogram(
+                    [i for i, n in enumerate(slots) if n], [n for n in slots if n])
+                keep = self._retired.setdefault(name, {})
+                row = (key,)
+                keep[row] = last if row not in keep else _plus(keep[row], last)
                 LOG.debug("libbpf engine: %s: cgroup %s is gone, its %s entry reclaimed",
                           self.script_name, key, name)
 

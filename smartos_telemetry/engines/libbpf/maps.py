@@ -2,10 +2,10 @@
 
 Zone maps are ``BPF_MAP_TYPE_HASH`` keyed by the cgroup-v2 id (u64), read
 whole with ``bpf_map_lookup_batch`` into buffers made once per map.  A
-histogram value is ``HIST_SLOTS`` u64 counts and the exact sum of the
-values (``d_scripts/linux/st_common.bpf.h``): slots 0..591 are the
-log-linear buckets of :mod:`smartos_telemetry.engines.bpftrace.loglinear`,
-slot 592 everything from 2^40 ns up.  Slots only grow (the programs add, nothing subtracts), so
+histogram value is ``HIST_SLOTS`` u64 counts (``d_scripts/linux/st_common.bpf.h``):
+slots 0..591 are the log-linear buckets of
+:mod:`smartos_telemetry.engines.bpftrace.loglinear`, slot 592 everything
+from 2^40 ns up.  Slots only grow (the programs add, nothing subtracts), so
 a row whose total is what it was at the last read is unchanged, and its
 Histogram from then is handed out again instead of being rebuilt.
 """
@@ -17,7 +17,6 @@ from smartos_telemetry.errors import EngineError
 from smartos_telemetry.snapshot import INT64_MAX, Histogram
 
 HIST_SLOTS = 593
-HIST_VALUE_U64 = HIST_SLOTS + 1  # the buckets, then the sum
 OVERFLOW_SLOT = 592
 OVERFLOW_LOW = 1 << 40
 
@@ -50,7 +49,13 @@ class ZoneMap:
         self._values = ffi.new("uint64_t[]", self.capacity * self.slots)
         self._count = ffi.new("uint32_t *")
         self._batch = ffi.new("uint64_t[2]")  # in and out tokens (a hash map's is a u32)
-        self._cache = {}  # cgroup id -> (total, Histogram)
+        self._cache = {}  # cgroup id -> (total count, row key, Histogram)
+        if self.slots > 1:  # st_compact's outputs, made once (zeroing them costs)
+            self._nonzero = ffi.new("uint32_t[]", self.capacity)
+            self._totals = ffi.new("uint64_t[]", self.capacity)
+            self._after = ffi.new("uint64_t[]", self.capacity)
+            self._index = ffi.new("uint32_t[]", self.capacity * HIST_SLOTS)
+            self._counts = ffi.new("uint64_t[]", self.capacity * HIST_SLOTS)
 
     def read(self):
         """Entries now in the map: their count (keys and values in the buffers)."""
@@ -76,41 +81,33 @@ class ZoneMap:
         return self.b.ffi.unpack(self._keys, self.read())
 
     def counters(self):
-        """``{cgroup id: u64}`` of a counter map."""
+        """``{(cgroup id,): u64}`` of a counter map."""
         n = self.read()
-        return dict(zip(self.b.ffi.unpack(self._keys, n),
+        return dict(zip([(k,) for k in self.b.ffi.unpack(self._keys, n)],
                         self.b.ffi.unpack(self._values, n), strict=True))
 
     def histograms(self):
-        """``({cgroup id: Histogram}, {cgroup id: exact sum})`` of a histogram map."""
+        """``{(cgroup id,): Histogram}`` of a histogram map."""
         ffi, lib = self.b.ffi, self.b.lib
         n = self.read()
         if not n:
             self._cache.clear()
-            return {}, {}
-        nonzero = ffi.new("uint32_t[]", n)
-        totals = ffi.new("uint64_t[]", n)
-        after = ffi.new("uint64_t[]", n)
-        index = ffi.new("uint32_t[]", n * HIST_SLOTS)
-        count = ffi.new("uint64_t[]", n * HIST_SLOTS)
-        pairs = lib.st_compact(self._values, n, self.slots, HIST_SLOTS, nonzero, totals,
-                               after, index, count)
-        keys = ffi.unpack(self._keys, n)
-        widths = ffi.unpack(nonzero, n)
-        indexes = ffi.unpack(index, pairs)
-        counts = ffi.unpack(count, pairs)
+            return {}
+        index, count = self._index, self._counts
+        lib.st_compact(self._values, n, self.slots, HIST_SLOTS, self._nonzero, self._totals,
+                       self._after, index, count)
         out, cache, new_cache, at = {}, self._cache, {}, 0
-        for key, width, total in zip(keys, widths, ffi.unpack(totals, n), strict=True):
+        for key, width, total in zip(ffi.unpack(self._keys, n), ffi.unpack(self._nonzero, n),
+                                     ffi.unpack(self._totals, n), strict=True):
             cached = cache.get(key)
-            if cached is not None and cached[0] == total:
-                hist = cached[1]
-            else:
-                hist = histogram(indexes[at:at + width], counts[at:at + width])
+            if cached is None or cached[0] != total:
+                cached = (total, (key,), histogram(ffi.unpack(index + at, width),
+                                                   ffi.unpack(count + at, width)))
             at += width
-            new_cache[key] = (total, hist)
-            out[key] = hist
+            new_cache[key] = cached
+            out[cached[1]] = cached[2]
         self._cache = new_cache
-        return out, dict(zip(keys, ffi.unpack(after, n), strict=True))
+        return out
 
     def take(self, key):
         """Remove zone ``key``; its last value (a list of u64), or None if absent."""

@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+"""Kernel cost per event of the libbpf engine's programs beside bpftrace's and DTrace's,
+snapshot read time for 1,000 zones, and start-to-ready time.
+
+Run as root:  python bench/libbpf_probe_cost.py [--seconds 3] [--starts 5] [--no-dtrace]
+
+Per meter family (run queue, disk I/O, TCP), in the SAME run and under the
+same workload (bench/probe_workloads.py): the libbpf engine's program
+(in this process), the bpftrace engine's script (a child), the Oracle
+DTrace consumer's D script (a child in tools/dtrace-sandbox, unless
+--no-dtrace), and empty tp_btf programs on every hook the libbpf programs
+use (bench/empty_tp_btf.bpf.c, in this process).  With BPF run-time stats
+on (BPF_ENABLE_STATS) the kernel counts run time and runs of every program;
+ns/event = delta run_time_ns / delta run_cnt over the workload
+(bench/bpf_stats.py).  Targets (issue 14): run queue <= 3x the empty
+sched_switch program per context switch, all of an engine's programs
+summed; disk I/O <= 3x per I/O (its two programs against the two empty ones
+on the same hooks); TCP <= 3x per event, hook by hook.
+
+Snapshot read: the three engines' maps filled from user space with 1,000
+zones, every histogram holding 40 non-zero buckets; one snapshot of all
+three engines timed with every zone changed since the last one (nothing
+reusable) and with none changed.  Target <= 5 ms.
+
+Start to ready: LibbpfEngine.start() (open, load, verify, attach) per
+program and for all three.  Target <= 0.5 s.
+
+Figures go to bench/results/libbpf_probe_cost.txt (and stdout).
+"""
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+
+from bpf_stats import per_event, prog_info, prog_stats, stats_enabled  # noqa: E402
+from probe_workloads import WORKLOADS  # noqa: E402
+
+from smartos_telemetry.engines.bpftrace.engine import BpftraceEngine  # noqa: E402
+from smartos_telemetry.engines.libbpf import binding as binding_mod  # noqa: E402
+from smartos_telemetry.engines.libbpf import build_objects  # noqa: E402
+from smartos_telemetry.engines.libbpf.engine import LibbpfEngine  # noqa: E402
+from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS  # noqa: E402
+
+SCRIPTS = os.path.join(REPO, "d_scripts", "linux")
+RESULTS = os.path.join(HERE, "results", "libbpf_probe_cost.txt")
+EMPTY_SOURCE = os.path.join(HERE, "empty_tp_btf.bpf.c")
+FAMILIES = ("runqueue", "diskio", "tcp")
+#: libbpf program -> the empty program on the same hook
+SAME_HOOK = {"runq_switch": "empty_switch", "runq_wakeup": None, "runq_wakeup_new": None,
+             "io_begin": "empty_io_start", "io_done": "empty_rq_done",
+             "tcp_state": "empty_sk_state", "tcp_ack": "empty_tcp_probe",
+             "tcp_retransmit": None}
+
+
+def fd_stats(fds):
+    """``{name: (run_time_ns, run_cnt)}`` of the programs behind this process's ``fds``."""
+    out = {}
+    for fd in fds:
+        with open(f"/proc/self/fdinfo/{fd}") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        name, _, t, n = prog_info(int(fields["prog_id"]))
+        out[name] = (t, n)
+    return out
+
+
+def libbpf_stats(engine):
+    lib = engine._b.lib
+    ffi = engine._b.ffi
+    fds, prog = [], lib.bpf_object__next_program(engine._obj, ffi.NULL)
+    while prog != ffi.NULL:
+        if lib.bpf_program__autoload(prog):
+            fds.append(lib.bpf_program__fd(prog))
+        prog = lib.bpf_object__next_program(engine._obj, prog)
+    return fd_stats(fds)
+
+
+class EmptyPrograms:
+    """bench/empty_tp_btf.bpf.c, compiled now against this kernel's BTF, attached."""
+
+    def __enter__(self):
+        self.b = binding_mod.load_binding()
+        ffi, lib = self.b.ffi, self.b.lib
+        header = build_objects.vmlinux_header(build_objects.cache_dir())
+        self.path = f"/tmp/empty_tp_btf-{os.getpid()}.o"
+        subprocess.run(["clang", *build_objects.CFLAGS, "-I", os.path.dirname(header),
+                        "-c", EMPTY_SOURCE, "-o", self.path], check=True)
+        self.obj = lib.bpf_object__open_file(self.path.encode(), ffi.NULL)
+        if self.obj == ffi.NULL or lib.bpf_object__load(self.obj):
+            raise RuntimeError("empty programs: " + self.b.take_log())
+        self.links, self.fds = [], []
+        prog = lib.bpf_object__next_program(self.obj, ffi.NULL)
+        while prog != ffi.NULL:
+            self.links.append(lib.bpf_program__attach(prog))
+            self.fds.append(lib.bpf_program__fd(prog))
+            prog = lib.bpf_object__next_program(self.obj, prog)
+        return self
+
+    def stats(self):
+        return fd_stats(self.fds)
+
+    def __exit__(self, *exc):
+        for link in self.links:
+            self.b.lib.bpf_link__destroy(link)
+        self.b.lib.bpf_object__close(self.obj)
+        os.unlink(self.path)
+
+
+def descendants(pid):
+    kids = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+class DTraceHolder:
+    """The family's D script held by a consumer in tools/dtrace-sandbox (a child tree)."""
+
+    def __init__(self, family):
+        self.proc = subprocess.Popen(
+            [os.path.join(REPO, "tools", "dtrace-sandbox"), "run", "--", "python3",
+             os.path.join(HERE, "dtrace_probe_cost.py"), "--hold",
+             os.path.join(SCRIPTS, f"{family}.d")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+    def __enter__(self):
+        line = self.proc.stdout.readline().split()
+        if line[:1] != ["ready"]:
+            self.__exit__()
+            raise RuntimeError(f"D consumer did not start: {line}")
+        return self
+
+    def stats(self):
+        out = {}
+        for pid in descendants(self.proc.pid):
+            try:
+                for name, (t, n) in prog_stats(pid).items():
+                    old = out.get(name, (0, 0))
+                    out[name] = (old[0] + t, old[1] + n)
+            except OSError:
+                continue
+        return out
+
+    def __exit__(self, *exc):
+        try:
+            self.proc.communicate(timeout=120)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+
+def engine(family, **options):
+    rel = f"linux/{family}.bpf.c"
+    with open(os.path.join(SCRIPTS, f"{family}.bpf.c"), encoding="utf-8") as f:
+        return LibbpfEngine(f.read(), rel, options)
+
+
+def summary(label, costs, per, baseline):
+    """One line: all of ``costs``' run time over ``per`` events, and x ``baseline``."""
+    total = sum(ns * n for ns, n in costs.values()) / per
+    ratio = f" = {total / baseline:.1f}x the empty tp_btf" if baseline else ""
+    return f"  {label:44s} {total:8.0f} ns{ratio}"
+
+
+def measure_family(family, seconds, with_dtrace):
+    with open(os.path.join(SCRIPTS, f"{family}.bt"), encoding="utf-8") as f:
+        bt_source = f.read()
+    holder = DTraceHolder(family) if with_dtrace else None
+    with EmptyPrograms() as empty, engine(family) as lb, \
+            BpftraceEngine(bt_source, f"{family}.bt") as bt:
+        if holder:
+            holder.__enter__()
+        try:
+            before = (libbpf_stats(lb), prog_stats(bt.pid), empty.stats(),
+                      holder.stats() if holder else {})
+            WORKLOADS[family](seconds)
+            after = (libbpf_stats(lb), prog_stats(bt.pid), empty.stats(),
+                     holder.stats() if holder else {})
+        finally:
+            if holder:
+                holder.__exit__()
+    lib, btc, emp, dt = (per_event(b, a) for b, a in zip(before, after, strict=True))
+    lines = [f"{family}: libbpf design {lb.design}" if lb.design else f"{family}:"]
+    for label, costs in (("libbpf", lib), ("bpftrace", btc), ("empty tp_btf", emp),
+                         ("dtrace", dt)):
+        for name, (ns, n) in sorted(costs.items()):
+            lines.append(f"  {label:12s} {name:20s} {ns:8.0f} ns/event  ({n} events)")
+    if family == "runqueue":
+        switches = emp["empty_switch"][1]
+        base = emp["empty_switch"][0]
+        lines.append(summary("libbpf, all programs per context switch", lib, switches, base))
+        lines.append(summary("bpftrace, all programs per context switch", btc, switches, base))
+        if dt:
+            lines.append(summary("dtrace, all programs per context switch", dt, switches, base))
+    elif family == "diskio":
+        ios = emp["empty_rq_done"][1]
+        base = (emp["empty_io_start"][0] * emp["empty_io_start"][1]
+                + emp["empty_rq_done"][0] * emp["empty_rq_done"][1]) / ios
+        lines.append(f"  {'empty tp_btf, both hooks per I/O':44s} {base:8.0f} ns")
+        lines.append(summary("libbpf, both programs per I/O", lib, ios, base))
+        lines.append(summary("bpftrace, both programs per I/O", btc, ios, base))
+        if dt:
+            lines.append(summary("dtrace, all programs per I/O", dt, ios, base))
+    else:
+        for name, (ns, _) in sorted(lib.items()):
+            hook = SAME_HOOK.get(name)
+            if hook in emp:
+                lines.append(f"  {'libbpf ' + name + ' per event':44s} {ns:8.0f} ns = "
+                             f"{ns / emp[hook][0]:.1f}x the empty tp_btf on its hook")
+    return lines
+
+
+def fill(zone_map, zones, rng, seed_keys):
+    """Put ``zones`` zones in a map from user space (histograms: 40 buckets each)."""
+    ffi, lib = zone_map.b.ffi, zone_map.b.lib
+    key = ffi.new("uint64_t *")
+    value = ffi.new("uint64_t[]", zone_map.slots)
+    for cg in seed_keys[:zones]:
+        key[0] = cg
+        if zone_map.slots == 1:
+            value[0] = rng.randrange(1, 10**6)
+        else:
+            for i in range(zone_map.slots):
+                value[i] = 0
+            for i in rng.sample(range(200, 500), 40):
+                value[i] = rng.randrange(1, 10**4)
+        if lib.bpf_map_update_elem(zone_map.fd, key, value, 0):
+            raise RuntimeError(f"cannot fill {zone_map.name}")
+
+
+def snapshot_read(zones, rounds):
+    rng = random.Random(14)
+    keys = [10**12 + i for i in range(zones)]  # ids no cgroup has
+    engines = [engine(f, max_zones=zones + 200, reclaim_interval=1e9) for f in FAMILIES]
+    for e in engines:
+        e.start()
+    try:
+        hists = sum(1 for e in engines for m in e._zone_maps.values() if m.slots == HIST_SLOTS)
+        counters = sum(1 for e in engines for m in e._zone_maps.values() if m.slots == 1)
+        changed, unchanged = [], []
+        for _ in range(rounds):
+            for e in engines:
+                for m in e._zone_maps.values():
+                    fill(m, zones, rng, keys)
+            t0 = time.perf_counter()
+            snaps = [e.snapshot() for e in engines]
+            changed.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            [e.snapshot() for e in engines]
+            unchanged.append(time.perf_counter() - t0)
+        rows = sum(len(a.rows) for s in snaps for a in s.aggregations.values())
+    finally:
+        for e in engines:
+            e.stop()
+    ms = lambda xs: f"median {statistics.median(xs) * 1e3:.2f} ms (min {min(xs) * 1e3:.2f}, " \
+                    f"max {max(xs) * 1e3:.2f}, n={len(xs)})"  # noqa: E731
+    return [f"snapshot of the three engines, {zones} zones x {hists} histograms "
+            f"(40 buckets each) + {counters} counters, {rows} rows:",
+            f"  every zone changed since the last snapshot   {ms(changed)}",
+            f"  no zone changed                             {ms(unchanged)}"]
+
+
+def start_times(starts):
+    lines = ["start to ready (LibbpfEngine.start: open, load, verify, attach):"]
+    totals = []
+    per = {f: [] for f in FAMILIES}
+    for _ in range(starts):
+        total = 0.0
+        for f in FAMILIES:
+            with engine(f) as e:
+                per[f].append(e.ready_after)
+                total += e.ready_after
+        totals.append(total)
+    for f in FAMILIES:
+        lines.append(f"  {f + '.bpf.c':16s} median {statistics.median(per[f]):.3f} s "
+                     f"(max {max(per[f]):.3f}, n={starts})")
+    lines.append(f"  {'all three':16s} median {statistics.median(totals):.3f} s "
+                 f"(max {max(totals):.3f})")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="workload per family")
+    parser.add_argument("--starts", type=int, default=5, help="starts timed per program")
+    parser.add_argument("--zones", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=20, help="snapshots timed")
+    parser.add_argument("--no-dtrace", action="store_true", help="leave Oracle DTrace out")
+    args = parser.parse_args()
+    lines = [f"libbpf engine probe cost, {time.strftime('%Y-%m-%d %H:%M')}, "
+             f"{LibbpfEngine.version()}, {BpftraceEngine.version()}, "
+             f"kernel {os.uname().release}, {os.cpu_count()} CPUs",
+             "ns/event = BPF run_time_ns / run_cnt (BPF_ENABLE_STATS), over the workload "
+             "only; every engine and the empty programs in the same run", ""]
+    with stats_enabled():
+        for family in FAMILIES:
+            lines += measure_family(family, args.seconds, not args.no_dtrace)
+            lines.append("")
+    lines += snapshot_read(args.zones, args.rounds)
+    lines.append("")
+    lines += start_times(args.starts)
+    text = "\n".join(lines) + "\n"
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as f:
+        f.write(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
