@@ -5,9 +5,10 @@
  * returns a bare -1).  Each block names the illumos-gate file and line it
  * transcribes; "dtrace.h" is usr/src/lib/libdtrace/common/dtrace.h at
  * 333026562aa4, "sys/dtrace.h" usr/src/uts/common/sys/dtrace.h at
- * 9d7cab140913.  The real <dtrace.h> gets the kernel's definitions by
- * including <sys/dtrace.h>, and a few basic types from <sys/types.h> and
- * <sys/processor.h>, which Linux lacks; those are transcribed here too.
+ * 9d7cab140913 (lines as counted in those versions).  The real <dtrace.h>
+ * gets the kernel's definitions by including <sys/dtrace.h>, and a few
+ * basic types from <sys/types.h> and <sys/processor.h>, which Linux lacks;
+ * those are transcribed here too.
  * The static asserts pin the LP64 layouts, so a wrong transcription fails
  * to compile instead of testing the wrong ABI.
  */
@@ -19,10 +20,10 @@
 #include <stdio.h>
 #include <sys/types.h>
 
-/* illumos usr/src/uts/common/sys/types.h:102, :276 */
+/* illumos usr/src/uts/common/sys/types.h (uint_t, caddr_t) and
+   sys/processor.h (processorid_t); lines not transcribed */
 typedef unsigned int uint_t;
 typedef char *caddr_t;
-/* illumos usr/src/uts/common/sys/processor.h:57 */
 typedef int processorid_t;
 /* illumos usr/src/uts/common/sys/select.h (NBBY, bits per byte) */
 #ifndef NBBY
@@ -31,7 +32,7 @@ typedef int processorid_t;
 
 /* ---- kernel interfaces: sys/dtrace.h -------------------------------- */
 
-/* sys/dtrace.h:83-96 */
+/* sys/dtrace.h:81-86, 89-95 */
 typedef uint32_t dtrace_id_t;
 typedef uint32_t dtrace_epid_t;
 typedef uint32_t dtrace_aggid_t;
@@ -47,7 +48,7 @@ typedef enum dtrace_probespec {
 	DTRACE_PROBESPEC_NAME
 } dtrace_probespec_t;
 
-/* sys/dtrace.h:DTrace Actions */
+/* sys/dtrace.h:399-403, 408-413, 423-426 */
 #define	DTRACEACT_NONE			0
 #define	DTRACEACT_DIFEXPR		1
 #define	DTRACEACT_EXIT			2
@@ -66,7 +67,7 @@ typedef enum dtrace_probespec {
 #define	DTRACEACT_SYM			(DTRACEACT_KERNEL + 2)
 #define	DTRACEACT_MOD			(DTRACEACT_KERNEL + 3)
 
-/* sys/dtrace.h:DTrace Aggregating Actions */
+/* sys/dtrace.h:463-472, 477-478, 480, 482-486, 488-505, 507-530 */
 #define	DTRACEACT_AGGREGATION		0x0700
 #define	DTRACEAGG_COUNT			(DTRACEACT_AGGREGATION + 1)
 #define	DTRACEAGG_MIN			(DTRACEACT_AGGREGATION + 2)
@@ -133,7 +134,7 @@ typedef enum dtrace_probespec {
 	(uint16_t)(((x) & DTRACE_LLQUANTIZE_NSTEPMASK) >> \
 	DTRACE_LLQUANTIZE_NSTEPSHIFT)
 
-/* sys/dtrace.h:DTrace Enabling Description Structures */
+/* sys/dtrace.h:887-893 */
 typedef struct dtrace_probedesc {
 	dtrace_id_t dtpd_id;
 	char dtpd_provider[64];		/* DTRACE_PROVNAMELEN */
@@ -142,7 +143,7 @@ typedef struct dtrace_probedesc {
 	char dtpd_name[64];		/* DTRACE_NAMELEN */
 } dtrace_probedesc_t;
 
-/* sys/dtrace.h:DTrace Metadata Description Structures */
+/* sys/dtrace.h:940-948 */
 typedef struct dtrace_recdesc {
 	dtrace_actkind_t dtrd_action;
 	uint32_t dtrd_size;
@@ -153,6 +154,7 @@ typedef struct dtrace_recdesc {
 	uint64_t dtrd_uarg;
 } dtrace_recdesc_t;
 
+/* sys/dtrace.h:950-957 */
 typedef struct dtrace_eprobedesc {
 	dtrace_epid_t dtepd_epid;
 	dtrace_id_t dtepd_probeid;
@@ -162,7 +164,8 @@ typedef struct dtrace_eprobedesc {
 	dtrace_recdesc_t dtepd_rec[1];
 } dtrace_eprobedesc_t;
 
-/* DTRACE_PTR(char, dtagd_name) is a plain pointer under _LP64 */
+/* sys/dtrace.h:959-969; DTRACE_PTR(char, dtagd_name) is a plain pointer
+   under _LP64 (sys/dtrace.h:543-545) */
 typedef struct dtrace_aggdesc {
 	char *dtagd_name;
 	dtrace_aggvarid_t dtagd_varid;
@@ -175,10 +178,11 @@ typedef struct dtrace_aggdesc {
 	dtrace_recdesc_t dtagd_rec[1];
 } dtrace_aggdesc_t;
 
-/* sys/dtrace.h:DTrace Option Interface */
+/* sys/dtrace.h:1032 */
 #define	DTRACEOPT_UNSET		(dtrace_optval_t)-2
 
-/* sys/dtrace.h:DTrace Stability Attributes */
+/* sys/dtrace.h, section "DTrace Stability Attributes" (past the lines
+   transcribed above; line not counted) */
 typedef uint8_t dtrace_stability_t;
 typedef uint8_t dtrace_class_t;
 
@@ -190,34 +194,34 @@ typedef struct dtrace_attribute {
 
 /* ---- library interfaces: dtrace.h ----------------------------------- */
 
-/* dtrace.h:56 */
+/* dtrace.h:55 */
 #define	DTRACE_VERSION	3
 
-/* dtrace.h:60-63 */
+/* dtrace.h:59-62 */
 typedef struct dtrace_hdl dtrace_hdl_t;
 typedef struct dtrace_prog dtrace_prog_t;
 typedef struct dtrace_vector dtrace_vector_t;
 typedef struct dtrace_aggdata dtrace_aggdata_t;
 
-/* dtrace.h:71 */
+/* dtrace.h:70 */
 extern dtrace_hdl_t *dtrace_open(int, int, int *);
 
-/* dtrace.h:75-78 */
+/* dtrace.h:74-77 */
 extern int dtrace_go(dtrace_hdl_t *);
 extern int dtrace_stop(dtrace_hdl_t *);
 extern void dtrace_sleep(dtrace_hdl_t *);
 extern void dtrace_close(dtrace_hdl_t *);
 
-/* dtrace.h:80-82 */
+/* dtrace.h:79-81 */
 extern int dtrace_errno(dtrace_hdl_t *);
 extern const char *dtrace_errmsg(dtrace_hdl_t *, int);
 extern const char *dtrace_faultstr(dtrace_hdl_t *, int);
 
-/* dtrace.h:85-86 */
+/* dtrace.h:84-85 */
 extern int dtrace_setopt(dtrace_hdl_t *, const char *, const char *);
 extern int dtrace_getopt(dtrace_hdl_t *, const char *, dtrace_optval_t *);
 
-/* dtrace.h:101-108 */
+/* dtrace.h:100-107 */
 typedef struct dtrace_proginfo {
 	dtrace_attribute_t dpi_descattr;
 	dtrace_attribute_t dpi_stmtattr;
@@ -227,11 +231,11 @@ typedef struct dtrace_proginfo {
 	uint_t dpi_speculations;
 } dtrace_proginfo_t;
 
-/* dtrace.h:112, 114 */
+/* dtrace.h:111, 113 */
 #define	DTRACE_C_ZDEFS	0x0004
 #define	DTRACE_C_CPP	0x0010
 
-/* dtrace.h:125-132 */
+/* dtrace.h:124-125, 127-128, 130-131 */
 extern dtrace_prog_t *dtrace_program_strcompile(dtrace_hdl_t *,
     const char *, dtrace_probespec_t, uint_t, int, char *const []);
 
@@ -241,20 +245,20 @@ extern dtrace_prog_t *dtrace_program_fcompile(dtrace_hdl_t *,
 extern int dtrace_program_exec(dtrace_hdl_t *, dtrace_prog_t *,
     dtrace_proginfo_t *);
 
-/* dtrace.h:180-184 */
+/* dtrace.h:179-183 */
 typedef enum {
 	DTRACEFLOW_ENTRY,
 	DTRACEFLOW_RETURN,
 	DTRACEFLOW_NONE
 } dtrace_flowkind_t;
 
-/* dtrace.h:186-189 */
+/* dtrace.h:185-188 */
 #define	DTRACE_CONSUME_ERROR		-1
 #define	DTRACE_CONSUME_THIS		0
 #define	DTRACE_CONSUME_NEXT		1
 #define	DTRACE_CONSUME_ABORT		2
 
-/* dtrace.h:191-204 */
+/* dtrace.h:190-199, 201-203 */
 typedef struct dtrace_probedata {
 	dtrace_hdl_t *dtpda_handle;
 	dtrace_eprobedesc_t *dtpda_edesc;
@@ -270,7 +274,7 @@ typedef int dtrace_consume_probe_f(const dtrace_probedata_t *, void *);
 typedef int dtrace_consume_rec_f(const dtrace_probedata_t *,
     const dtrace_recdesc_t *, void *);
 
-/* dtrace.h:209-215 (and no DTRACE_STATUS_ERROR: that is Oracle's) */
+/* dtrace.h:208-212, 214 (and no DTRACE_STATUS_ERROR: that is Oracle's) */
 #define	DTRACE_STATUS_NONE	0
 #define	DTRACE_STATUS_OKAY	1
 #define	DTRACE_STATUS_EXITED	2
@@ -279,7 +283,7 @@ typedef int dtrace_consume_rec_f(const dtrace_probedata_t *,
 
 extern int dtrace_status(dtrace_hdl_t *);
 
-/* dtrace.h:DTrace Work Interface */
+/* dtrace.h:263-267, 269-270 */
 typedef enum {
 	DTRACE_WORKSTATUS_ERROR = -1,
 	DTRACE_WORKSTATUS_OKAY,
@@ -289,7 +293,7 @@ typedef enum {
 extern dtrace_workstatus_t dtrace_work(dtrace_hdl_t *, FILE *,
     dtrace_consume_probe_f *, dtrace_consume_rec_f *, void *);
 
-/* dtrace.h:DTrace Handler Interface */
+/* dtrace.h:275-276, 278-288, 290-291 */
 #define	DTRACE_HANDLE_ABORT		-1
 #define	DTRACE_HANDLE_OK		0
 
@@ -308,6 +312,7 @@ typedef struct dtrace_errdata {
 typedef int dtrace_handle_err_f(const dtrace_errdata_t *, void *);
 extern int dtrace_handle_err(dtrace_hdl_t *, dtrace_handle_err_f *, void *);
 
+/* dtrace.h:293-304, 306-313, 315-316 */
 typedef enum {
 	DTRACEDROP_PRINCIPAL,
 	DTRACEDROP_AGGREGATION,
@@ -333,6 +338,7 @@ typedef struct dtrace_dropdata {
 typedef int dtrace_handle_drop_f(const dtrace_dropdata_t *, void *);
 extern int dtrace_handle_drop(dtrace_hdl_t *, dtrace_handle_drop_f *, void *);
 
+/* dtrace.h:326-333, 335-337 */
 typedef struct dtrace_bufdata {
 	dtrace_hdl_t *dtbda_handle;
 	const char *dtbda_buffered;
@@ -346,7 +352,7 @@ typedef int dtrace_handle_buffered_f(const dtrace_bufdata_t *, void *);
 extern int dtrace_handle_buffered(dtrace_hdl_t *,
     dtrace_handle_buffered_f *, void *);
 
-/* dtrace.h:DTrace Aggregate Interface */
+/* dtrace.h:365-371, 373-388, 390, 397, 401 */
 #define	DTRACE_AGGWALK_ERROR		-1
 #define	DTRACE_AGGWALK_NEXT		0
 #define	DTRACE_AGGWALK_ABORT		1
@@ -377,7 +383,7 @@ typedef int dtrace_aggregate_f(const dtrace_aggdata_t *, void *);
 extern int dtrace_aggregate_snap(dtrace_hdl_t *);
 extern int dtrace_aggregate_walk(dtrace_hdl_t *, dtrace_aggregate_f *, void *);
 
-/* dtrace.h:DTrace Utility Functions */
+/* dtrace.h:574-575, 599 */
 extern int dtrace_addr2str(dtrace_hdl_t *, uint64_t, char *, int);
 extern int dtrace_uaddr2str(dtrace_hdl_t *, pid_t, uint64_t, char *, int);
 
