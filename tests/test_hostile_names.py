@@ -184,20 +184,27 @@ def test_poll_json_and_text_with_hostile_zones(tmp_path):
         assert shown.encode("ascii") in text
 
 
-def test_top_batch_table_escapes_hostile_names():
+def test_top_batch_escapes_hostile_names_and_reads_their_cpu():
+    busy = (b"bad\xff\xfe", b"esc\x1b[31mred\x07", b"tab\tcr\rdel\x7f", "café".encode())
     with scratch_cgroups() as cg:
         paths = hostile_cgroups(cg[""])
         parent = "/" + os.path.basename(cg[""]) + "/tenants"
-        hogs = [python_in(paths[raw], "while True: pass")
-                for raw in (b"esc\x1b[31mred\x07", b"tab\tcr\rdel\x7f", "café".encode())]
+        hogs = [python_in(paths[raw], "while True: pass") for raw in busy]
         try:
-            run = run_cli(["smartos-dtrace-top", "-b", "-n", "1", "-i", "2", "-e", "bpftrace",
-                           "--plain-parent", parent], "ascii", 180)
+            runs = {out: run_cli(["smartos-dtrace-top", "-b", "-n", "1", "-i", "2", "-o", out,
+                                  "-e", "bpftrace", "--plain-parent", parent], "ascii", 180)
+                    for out in ("table", "json")}
         finally:
             stop(*hogs)
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert not CONTROL.search(run.stdout), run.stdout
-    assert rb"esc\x1b[31mred\x07" in run.stdout
+    for run in runs.values():
+        assert run.returncode == 0, run.stderr[-2000:]
+    table = runs["table"].stdout
+    assert not CONTROL.search(table), table
+    assert rb"esc\x1b[31mred\x07" in table and rb"caf\xe9" in table
+    # JSON: exact names, and each busy zone's CPU read from its own cgroup
+    zones = {z["name"]: z for z in json.loads(runs["json"].stdout)["zones"]}
+    for raw in busy:
+        assert (zones[name_text(raw)]["meters"].get("cpu.util") or 0) > 1, zones[name_text(raw)]
 
 
 def test_a_non_utf8_cgroup_name_costs_no_zone_its_series(tmp_path):

@@ -32,6 +32,7 @@ from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 from smartos_telemetry.text_format import display_text
 from smartos_telemetry.top import heatmap, names
 from smartos_telemetry.zones import Zone
+from smartos_telemetry.zones.linux_cgroups import os_path
 
 CPU_UTIL = "cpu.util"
 STATS = ("count", "p50", "p95", "p99", "max")
@@ -159,7 +160,8 @@ class CgroupCpu:
 
     def _usage(self, path):
         try:
-            with open(f"{self.root}{path}/cpu.stat", encoding="ascii") as f:
+            # a zone's path is text (linux_cgroups.name_text): the file's is its bytes
+            with open(f"{self.root}{os_path(path)}/cpu.stat", encoding="ascii") as f:
                 for line in f:
                     name, _, value = line.partition(" ")
                     if name == "usage_usec":
