@@ -276,3 +276,15 @@ def test_plain_parents_trailing_slash_relative_and_missing(caplog):
             CgroupZones(ZoneConfig(plain_parents=(full,))).zones()
         assert any(f"under the unified root: {top}/tenants" in r.getMessage()
                    for r in caplog.records)
+
+
+def test_a_relative_plain_parent_is_one_error_line_naming_the_fix(tmp_path, capsys):
+    assert main(["zones", "--plain-parent", "tenants"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "plain_parents" in err and "fix: /tenants" in err
+    conf = tmp_path / "ceilometer.conf"
+    conf.write_text("[smartos]\nplain_parents = /ok, tenants/\nstate_file =\n")
+    assert main(["poll", "--once", "--config-file", str(conf)]) == 1  # before any engine
+    err = capsys.readouterr().err
+    assert "plain parent 'tenants/'" in err and "fix: /tenants" in err
+    assert "Traceback" not in err
