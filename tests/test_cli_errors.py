@@ -94,3 +94,19 @@ def test_check_with_a_directory_of_no_scripts_is_an_error(tmp_path):
     rc, out, err = cli("check", "--scripts", str(tmp_path))
     assert_one_error_line(rc, err, str(tmp_path), "no .d or .bt scripts")
     assert "every probe" not in out
+
+
+def test_poll_with_no_engine_is_one_line_and_a_non_zero_exit(tmp_path):
+    # this host has no libdtrace (test_ceilometer_polling relies on it too)
+    conf = tmp_path / "ceilometer.conf"
+    conf.write_text(f"[smartos]\nengine = dtrace\nstate_file = {tmp_path / 'state.json'}\n")
+    rc, out, err = cli("poll", "--once", "--interval", "0.1", "--config-file", str(conf))
+    assert rc == 1 and out == ""
+    assert "Traceback" not in err and ": disabled" not in err  # no line per pollster
+    assert "Zone(" not in err  # no resource dumps
+    lines = [line for line in err.splitlines() if "dtrace not available" in line]
+    assert len(lines) == 1, lines
+    assert "smartos-telemetry check" in lines[0]
+    # the kstat pollsters, SmartOS only: one line for all of them, not an error
+    kstat = [line for line in err.splitlines() if "kstat" in line]
+    assert len(kstat) == 1 and "SmartOS only" in kstat[0] and "ERROR" not in kstat[0], kstat

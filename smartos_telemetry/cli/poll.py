@@ -59,21 +59,31 @@ def load(conf, wanted):
     return pollsters(), {e.name: e.obj for e in discoveries}
 
 
-def cycle(conf, pollsters, discoveries, out, as_json):
+def cycle(conf, pollsters, discoveries, out, as_json, disabled):
+    """One polling cycle; returns the number of samples.  ``disabled``: the
+    causes already reported (each is printed once, never with the resources)."""
     from ceilometer.polling import plugin_base
 
-    cache, found = {}, {}
+    cache, found, count = {}, {}, 0
     for ext in pollsters:
         pollster = ext.obj
         name = pollster.default_discovery
+        if name is None or name not in discoveries:
+            continue  # no resources: ceilometer-polling skips it too (kstats off SmartOS)
         if name not in found:
             found[name] = discoveries[name].discover(None)
         try:
             for sample in pollster.get_samples(None, cache, found[name]):
+                count += 1
                 if out is not None:
                     print_sample(sample, out, as_json)
         except plugin_base.PollsterPermanentError as exc:
-            print(f"poll: {ext.name}: disabled: {exc.__cause__ or exc}", file=sys.stderr)
+            cause = str(exc.__cause__ or "")
+            if cause not in disabled:
+                disabled.add(cause)
+                print(f"poll: {ext.name}: disabled" + (f": {cause}" if cause else ""),
+                      file=sys.stderr)
+    return count
 
 
 def print_sample(sample, out, as_json):
@@ -106,9 +116,18 @@ def run(args):
         print("poll: no pollsters found in ceilometer.poll.smartos; is smartos-telemetry "
               "installed in this Python?", file=sys.stderr)
         return 1
-    cycle(conf, pollsters, discoveries, None, False)  # the baseline
+    from smartos_telemetry.polling import telemetry_service
+
+    disabled = set()
+    cycle(conf, pollsters, discoveries, None, False, disabled)  # the baseline
+    service = telemetry_service.get_service(conf)
     while True:
         time.sleep(args.interval)
-        cycle(conf, pollsters, discoveries, tolerant(sys.stdout), args.json)
+        count = cycle(conf, pollsters, discoveries, tolerant(sys.stdout), args.json, disabled)
+        if not count and service.ensure_failed():
+            return 1  # nothing can be measured; the service logged why, and the fix
         if args.once:
-            return 0
+            if not count:
+                print("poll: no samples (no zones here? `smartos-telemetry zones` lists "
+                      "them; --meter names only existing pollsters)", file=sys.stderr)
+            return 0 if count else 1

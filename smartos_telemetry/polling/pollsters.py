@@ -101,9 +101,12 @@ class _MeterPollster(plugin_base.PollsterBase):
         service = telemetry_service.get_service(self.conf)
         try:
             return service, service.samples_for_cycle(cache)
-        except TelemetryError as exc:
+        except TelemetryError:
             if service.ensure_failed():
-                raise plugin_base.PollsterPermanentError(resources) from exc
+                # the service logged the cause and the fix once; ceilometer
+                # would log every resource of every pollster for a
+                # PollsterPermanentError, every cycle a new zone appears
+                return service, ()
             raise
 
     def _wanted(self, name):
@@ -194,6 +197,9 @@ class EngineRestarts(HostHealthPollster):
     meter = "telemetry.engine.restarts"
 
 
+_KSTAT_ELSEWHERE_LOGGED = False
+
+
 class KstatFamilyPollster(plugin_base.PollsterBase):
     """SmartOS: the counters one kstat module keeps per zone (``cpu``,
     ``cpu.cap``, ``memory``, ``disk.vfs``, ``disk.zfs``, ``network``), with
@@ -208,16 +214,24 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
 
     @property
     def default_discovery(self):
-        return "local_zones"
+        """``local_zones`` on SmartOS; elsewhere no discovery, so that
+        ceilometer skips these pollsters quietly (no resources)."""
+        service = telemetry_service.get_service(self.conf)
+        if service.platform == "smartos":
+            return "local_zones"
+        global _KSTAT_ELSEWHERE_LOGGED
+        if not _KSTAT_ELSEWHERE_LOGGED:
+            _KSTAT_ELSEWHERE_LOGGED = True
+            LOG.info("smartos-telemetry: the kstat counter pollsters (%s) exist on SmartOS "
+                     "only; not polled on %s", ", ".join(KSTAT_POLLSTERS), service.platform)
+        return None
 
     def get_samples(self, manager, cache, resources):
         from smartos_telemetry.kstat_counters import BY_NAME
 
         service = telemetry_service.get_service(self.conf)
         if service.platform != "smartos":
-            LOG.info("smartos-telemetry: %s: kstat counters exist on SmartOS only; "
-                     "disabled here", self.module)
-            raise plugin_base.PollsterPermanentError(resources)
+            return
         try:
             reading = service.kstat_reading_for_cycle(cache)
         except TelemetryError as exc:
