@@ -4,7 +4,7 @@ The agent restarts for real here: each ``smartos-telemetry poll`` is a new
 agent process with the SmartOS fixture commands, sharing one state file;
 the engine meters are checked through the service with a stand-in engine
 (a new engine per agent, counting from zero, as a real one does), and on a
-real kernel with bpftrace in tests/test_state_file_bpftrace.py.
+real kernel in tests/test_state_file_real.py.
 """
 
 import json
