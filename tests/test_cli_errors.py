@@ -42,6 +42,7 @@ def assert_one_error_line(rc, stderr, *needles):
     ("snapshot_timeout = nan", ("snapshot_timeout", "not a number")),
     ("platform = windows", ("platform", "one of auto, linux, smartos")),
     ("engine_options = zones:abc", ("engine_options", "zones:abc", "not an integer")),
+    ("state_file = state.json", ("state_file", "not an absolute path")),
     # the kernel's refusal would read "Argument list too long"
     ("engine_options = zones:1000000", ("engine_options", "512,000,000 keys",
                                         "lower zones")),

@@ -5,6 +5,7 @@ sample from :func:`list_opts`.
 """
 
 import math
+import os
 import re
 
 from oslo_config import cfg
@@ -103,6 +104,12 @@ def validate(conf):
     _check_engine_options(group.engine_options)
     from smartos_telemetry.zones.linux_cgroups import config_from_options
     config_from_options(group)  # zone kinds, plain_parents
+    if group.state_file and not os.path.isabs(group.state_file):
+        where = getattr(conf.get_location("state_file", GROUP), "detail", None)
+        raise ConfigError(f"[{GROUP}] state_file = {group.state_file}"
+                          + (f" in {where}" if where else "") + ": not an absolute path "
+                          f"(fix: e.g. state_file = {DEFAULT_STATE_FILE}, or empty to keep "
+                          f"no totals between agent runs)")
     return group
 
 
