@@ -102,7 +102,9 @@ def test_binding_detects_illumos_family(fake_binding):
     assert fake_binding.agg_actions[0x701] == "count"
 
 
-#: names the binding's cdef takes from the C library, not from <dtrace.h>
+#: names the binding's cdef takes from the C library, not from <dtrace.h>;
+#: fmemopen is not one of them: SmartOS images before illumos' 2020 libc
+#: have none
 LIBC_NAMES = frozenset({
     "FILE", "size_t", "pid_t", "uint16_t", "uint32_t", "uint64_t", "int64_t",
     "fclose", "fflush", "fwrite", "free", "open_memstream", "rewind", "tmpfile",

@@ -347,10 +347,17 @@ def test_run_script_cli_prints_json(tmp_path):
          "--duration", "3", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
-        time.sleep(2.0)
+        # the calls go in once it says it is tracing: start-up takes seconds
+        # on a loaded machine, and calls made before it would not be counted
+        said = []
+        while not any("tracing after" in line for line in said):
+            line = proc.stderr.readline()
+            assert line, f"run-script ended before tracing: {''.join(said)}"
+            said.append(line)
         for _ in range(5):
             os.getppid()
-        out, err = proc.communicate(timeout=60)
+        out, rest = proc.communicate(timeout=60)
+        err = "".join(said) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
