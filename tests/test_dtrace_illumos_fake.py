@@ -244,7 +244,7 @@ def test_a_program_longer_than_4_kib_arrives_whole(fake):
 
 def test_the_fake_words_string_compile_errors_as_illumos_does(fake_binding):
     # illumos names a line only when it read the program from a FILE
-    # (dt_error.c xyvwarn), so the consumer must find the line itself
+    # (dt_parser.c xyvwarn), so the consumer must find the line itself
     b = fake_binding
     err = b.ffi.new("int *")
     handle = b.lib.dtrace_open(b.lib.DTRACE_VERSION, 0, err)

@@ -6,7 +6,7 @@
  *   declare, with illumos' types (each block cites its source line).
  * - Programs arrive the way illumos takes them (dt_cc.c dt_compile): as a
  *   string of any length (dtrace_program_strcompile) or from a FILE
- *   (dtrace_program_fcompile).  As in illumos (dt_error.c xyvwarn,
+ *   (dtrace_program_fcompile).  As in illumos (dt_parser.c xyvwarn,
  *   dt_set_errmsg), a compile error names its line only when the program
  *   came from a FILE.
  * - The aggregations hold what the kernel computes from raw values, by the

@@ -286,7 +286,7 @@ class DTraceConsumer(Engine):
         """libdtrace's message for a program that did not compile, with its line.
 
         libdtrace puts "line N" in a message only when it read the program
-        from a FILE (dt_error.c xyvwarn: ``pcb_fileptr ? yylineno : 0``), so
+        from a FILE (dt_parser.c xyvwarn: ``pcb_fileptr ? yylineno : 0``), so
         the same program is compiled once more, from a real temporary file
         (not a memory stream), to have the line said.  If that cannot be
         done, the string compile's own message stands.
