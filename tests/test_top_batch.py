@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import xml.etree.ElementTree as ET
 
@@ -367,11 +368,14 @@ def check_heatmaps(text, records, meters):
 # -- for real: bpftrace, test cgroups, known workloads -----------------------------------
 
 def json_against_workloads(engine):
-    """Run ``-b -o json`` on ``engine`` while zone A does the test_linux_meters
-    workload and zone B sleeps; check every line; return the parsed lines."""
+    """Run ``-b -o json --buckets --heatmap FILE`` on ``engine`` while zone A
+    does the test_linux_meters workload and zone B sleeps; check every line,
+    and the heatmaps against them and the workload; return the parsed lines."""
     records, procs, top = [], [], None
     stderr_lines = []
-    with tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg:
+    with tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg, \
+            tempfile.TemporaryDirectory() as tmp:
+        svg_path = os.path.join(tmp, "heatmaps.svg")
         ids = {"a": cgroup_id(cg["a"]), "b": cgroup_id(cg["b"])}
 
         def reader():
@@ -381,8 +385,8 @@ def json_against_workloads(engine):
         def start_top():
             nonlocal top
             top = subprocess.Popen(
-                top_command("-b", "-o", "json", "-i", "1", "-e", engine, "--plain-parent",
-                            plain_parent(cg)),
+                top_command("-b", "-o", "json", "--buckets", "--heatmap", svg_path, "-i", "1",
+                            "-e", engine, "--plain-parent", plain_parent(cg)),
                 cwd=REPO, env=top_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True)
             procs.append(top)
@@ -395,22 +399,47 @@ def json_against_workloads(engine):
                 raise AssertionError("top did not start: " + "".join(stderr_lines))
 
         try:
-            more, _ = start_zone_workloads(cg, ports, scratch_file(), start_top)
+            more, durations = start_zone_workloads(cg, ports, scratch_file(), start_top)
             procs.extend(more)
             seen = len(records)
             assert wait_for(lambda: len(records) >= seen + 2, 20)  # two whole intervals after
             engine_pids = children(top.pid, "bpftrace")
             assert len(engine_pids) == (3 if engine == "bpftrace" else 0)
             top.send_signal(signal.SIGINT)  # as Ctrl-C does
-            _, err = top.communicate(timeout=30)
+            # the exit waits for the engines to stop, and Oracle DTrace's
+            # dtrace_close can take a long while on a busy host
+            _, err = top.communicate(timeout=120)
             stderr_lines.append(err)
         finally:
             stop(*procs)
-    assert top.returncode == 130, "".join(stderr_lines)
+        assert top.returncode == 130, "".join(stderr_lines)
+        with open(svg_path, encoding="utf-8") as f:  # written on Ctrl-C too
+            svg = f.read()
     assert "stopped: probes detached" in err
     assert not [p for p in engine_pids if pid_alive(p)]
     check_records(records, engine, ids)
+    distributions = [meter.name for meter in catalogue.meters_for("linux", engine)
+                     if meter.kind == "distribution"]
+    maps = check_heatmaps(svg, records, distributions)
+    check_connects_heatmap(maps["a"]["network.tcp.connect.latency"], durations)
+    assert not [c for c in maps["b"]["network.tcp.connect.latency"] if len(c) > 1]
     return records
+
+
+def check_connects_heatmap(columns, durations):
+    """Zone A's connect-latency heatmap holds its connects: as many as it made,
+    none slower than the workload timed it from user space (the kernel's
+    measure lies inside that), allowing a bucket's width for the re-binning."""
+    events = []  # (band low, count)
+    for column in columns:
+        events += [(int(c.get("data-low")), int(c.get("data-count"))) for c in column
+                   if c.get("class") == "cell"]
+    total = sum(n for _, n in events)
+    assert abs(total - CONNECTS) <= 0.02 * CONNECTS, total
+    for low, _ in events:
+        at_or_above = sum(n for lo, n in events if lo >= low)
+        assert at_or_above <= sum(1 for d in durations if d >= 0.9 * low) + 0.02 * CONNECTS, \
+            (low, events, durations)
 
 
 def check_records(records, engine, ids):
@@ -430,7 +459,8 @@ def check_records(records, engine, ids):
             for name, value in z["meters"].items():
                 kind = catalogue.BY_NAME[name].kind if name in catalogue.BY_NAME else "util"
                 if kind == "distribution":
-                    assert set(value) == STATS
+                    assert set(value) - {"buckets"} == STATS
+                    assert sum(b[2] for b in value.get("buckets", [])) == value["count"]
                     if value["count"]:
                         assert 0 < value["p50"] <= value["p95"] <= value["p99"] <= value["max"]
                     else:

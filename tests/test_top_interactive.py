@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from linux_workloads import pid_alive, wait_for
+from linux_workloads import pid_alive, scratch_cgroups, wait_for
 from test_top_batch import REPO, children, hot_and_cool, plain_parent, top_command
 
 pytestmark = pytest.mark.root
@@ -191,6 +191,96 @@ def test_ctrl_c_leaves_terminal_and_kernel_clean_and_a_wide_terminal_shows_more(
         pane.wait(lambda s: any(line.startswith("cpu.runqueue.latency (ns)") and
                                 "disk.io.latency (ns)" in line for line in s))  # side by side
         pane.keys("C-c")
+        assert_clean_exit(pane, engine_pids)
+    finally:
+        pane.close()
+
+
+# -- names that differ only at the end, and the heatmap view -----------------------------
+
+#: Nova-like names; the long ones differ from each other only at the end, and
+#: are cut in 80 and 100 columns
+NAMES = ("instance-00000095", "instance-00000096", "tenant-web-frontend-instance-00000095",
+         "tenant-web-frontend-instance-00000096", "evil\x1b[2Jzone")
+
+
+def shown_as(cell, names):
+    """The names ``cell`` can be: itself, or the names it is a middle cut of."""
+    from smartos_telemetry.text_format import display_text
+    from smartos_telemetry.top.names import ELLIPSIS
+    shown = {display_text(n): n for n in names}
+    if cell in shown:
+        return {shown[cell]}
+    head, cut, tail = cell.partition(ELLIPSIS)
+    assert cut and head and tail, cell  # both ends kept
+    return {n for s, n in shown.items() if s.startswith(head) and s.endswith(tail)}
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_names_that_differ_only_at_the_end_stay_apart(width):
+    with scratch_cgroups(*NAMES) as cg:
+        pane = Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent",
+                                plain_parent(cg)), width, 24)
+        try:
+            pane.wait(lambda s: shown(s) and len(data_rows(s)) == len(NAMES) + 1)
+            screen = pane.screen()
+            assert all(len(line) <= width for line in screen)
+            rows = [r for r in data_rows(screen) if r != "(host)"]
+            assert len(set(rows)) == len(NAMES), rows
+            assert any("\u2026" in r or "~" in r for r in rows)  # some were cut
+            meant = [shown_as(r, NAMES) for r in rows]
+            assert all(len(m) == 1 for m in meant), list(zip(rows, meant, strict=True))
+            assert {n for m in meant for n in m} == set(NAMES)
+            # the escape sequence is shown, never run: the screen was not cleared
+            assert "evil\\x1b[2Jzone" in rows or any("\\x1b" in r for r in rows), rows
+            pane.keys("/", "e", "v", "i", "l", "Enter", "Enter")  # the whole name drilled into
+            pane.wait(lambda s: s[1].startswith("zone evil\\x1b[2Jzone"))
+            pane.keys("q")
+            assert wait_for(lambda: "EXIT=0" in pane.text(), 30), pane.text()
+        finally:
+            pane.close()
+
+
+def grid(screen):
+    """The heatmap's map lines (a latency label, then ``|``)."""
+    return [line for line in screen if len(line) > 8 and line[6:8] == " |"]
+
+
+@pytest.mark.parametrize("width,height", [(80, 24), (160, 40)])
+def test_the_heatmap_view_opens_switches_meter_and_goes_back(zones, width, height):
+    pane, engine_pids = start(zones, width, height)
+    try:
+        pane.keys("/", "h", "o", "t", "Enter")
+        pane.wait(lambda s: data_rows(s) == ["hot"])
+        pane.keys("h")
+        pane.wait(lambda s: "1:run queue" in s[1] and
+                  any(line.startswith("zone hot  run queue latency") for line in s))
+        time.sleep(3)  # a few intervals: a few columns
+        screen = pane.screen()
+        assert len(screen) <= height and all(len(line) <= width for line in screen)
+        assert "2:disk I/O" in screen[1] and "4:TCP RTT" in screen[1]
+        rows = grid(screen)
+        assert rows, pane.text()
+        assert any(set(line[8:]) - {" "} for line in rows)  # cells with events
+        assert any(line.strip().startswith("+--") for line in screen)
+        assert any(line.rstrip().endswith(" 0") for line in screen)  # the time axis
+        assert any(line.startswith("events/cell (log): ") for line in screen)
+        assert any(line.strip().endswith("s") or "ms" in line or "us" in line for line in rows)
+        host = any(line.startswith("zone (host)  run queue latency") for line in screen)
+        assert host == (height >= 40)  # a tall terminal shows the host's map too
+        pane.keys("2")
+        pane.wait(lambda s: any(line.startswith("zone hot  disk I/O latency") for line in s))
+        pane.keys("Tab")
+        pane.wait(lambda s: any(line.startswith("zone hot  TCP connect latency") for line in s))
+        pane.keys("Escape")
+        pane.wait(lambda s: data_rows(s) == ["hot"])
+        pane.keys("Enter")  # from the drill-down too; back goes back there
+        pane.wait(lambda s: s[1].startswith("zone hot"))
+        pane.keys("h")
+        pane.wait(lambda s: any(line.startswith("zone hot  TCP connect latency") for line in s))
+        pane.keys("b")
+        pane.wait(lambda s: any(line.startswith("cpu.runqueue.latency (ns): ") for line in s))
+        pane.keys("q")
         assert_clean_exit(pane, engine_pids)
     finally:
         pane.close()
