@@ -88,7 +88,6 @@ def test_a_carried_total_is_the_base_a_new_engine_adds_to():
 
 
 def test_a_carried_raw_value_counts_only_what_the_source_gained():
-    from smartos_telemetry.accumulator import Saved
     old = Accumulator("kstat")
     old.update({"z": 100})
     old.update({"z": 130})
