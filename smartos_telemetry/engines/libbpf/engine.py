@@ -34,6 +34,7 @@ reclaim_interval   seconds between checks for dead cgroups (10; 0: each
 =================  =====================================================
 """
 
+import gc
 import os
 import threading
 import time
@@ -339,10 +340,16 @@ class LibbpfEngine(Engine):
             interval = self.opts["reclaim_interval"]
             if time.monotonic() - self._last_reclaim >= interval:
                 self._reclaim()
-            rows = {}
-            for name, zone_map in self._zone_maps.items():
-                rows[name] = zone_map.counters() if zone_map.slots == 1 else \
-                    zone_map.histograms()
+            # thousands of short-lived, acyclic tuples: the cyclic collector
+            # would rescan the cached histograms many times over (as in reduce)
+            was_enabled = gc.isenabled()
+            gc.disable()
+            try:
+                rows = {name: zone_map.counters() if zone_map.slots == 1 else
+                        zone_map.histograms() for name, zone_map in self._zone_maps.items()}
+            finally:
+                if was_enabled:
+                    gc.enable()
             aggregations = {}
             for name, zone_rows in rows.items():
                 retired = self._retired.get(name)
