@@ -3,6 +3,7 @@
 Shared by the polling agent (``polling/telemetry_service.py``) and
 ``smartos-dtrace-top``:
 
+* libbpf: one loaded BPF object per shipped ``.bpf.c`` program, in this process;
 * bpftrace: one supervised child per shipped ``.bt`` script;
 * libdtrace: one consumer running the platform's ``.d`` scripts combined
   into one program (Oracle DTrace allows one consumer per process).
