@@ -285,6 +285,7 @@ class TelemetryService:
             self._reducer.forget(delivered)
             for zone_id in delivered:
                 del self._departing[zone_id]
+                self._zone_ids.pop(zone_id, None)
         self._seen_ids = seen
 
     def _retire(self, agg, gone, delivered):
