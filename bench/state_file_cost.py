@@ -143,7 +143,7 @@ def main():
         lines.append(f"{f'linux bpftrace meters, {n} zones':<34} {cpu:8.1f} {wall:8.1f} "
                      f"{size / 1024:9.1f}")
         service.stop()
-    from smartos_telemetry.kstat_counters import KstatCounters
+    from smartos_telemetry.meters.kstat_counters import KstatCounters
 
     text, uuids = kstat_text(1000)
     service = service_for([], os.path.join(directory, "smartos1000.json"))

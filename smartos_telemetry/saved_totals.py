@@ -38,7 +38,7 @@ import time
 
 from oslo_log import log as logging
 
-from smartos_telemetry.accumulator import COUNTER, HISTOGRAM, Saved
+from smartos_telemetry.meters.accumulator import COUNTER, HISTOGRAM, Saved
 
 LOG = logging.getLogger(__name__)
 

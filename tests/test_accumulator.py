@@ -1,7 +1,7 @@
 """The accumulator: interval deltas, running totals that never go backwards,
 engine restarts, zone churn and its memory bound."""
 
-from smartos_telemetry.accumulator import Accumulator
+from smartos_telemetry.meters.accumulator import Accumulator
 from smartos_telemetry.snapshot import Bucket, Histogram
 
 
@@ -74,7 +74,7 @@ def test_memory_is_bounded_by_max_zones():
 
 
 def test_a_carried_total_is_the_base_a_new_engine_adds_to():
-    from smartos_telemetry.accumulator import Saved
+    from smartos_telemetry.meters.accumulator import Saved
     old = Accumulator("runq")
     old.update({"a": hist((1, 1, 600), (2, 3, 34))}, generation=1)
     saved = old.export()["a"]
@@ -100,7 +100,7 @@ def test_a_carried_raw_value_counts_only_what_the_source_gained():
 
 
 def test_a_carried_zone_goes_on_with_its_ttl_where_it_left_it():
-    from smartos_telemetry.accumulator import Saved
+    from smartos_telemetry.meters.accumulator import Saved
     clock = Clock()
     acc = Accumulator("calls", ttl=60, clock=clock)
     acc.carry("a", Saved(9, "c", 50.0))

@@ -8,7 +8,7 @@ import pytest
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.engines.dtrace import buckets
-from smartos_telemetry.percentiles import (
+from smartos_telemetry.meters.percentiles import (
     interval_stats,
     maximum,
     percentile,

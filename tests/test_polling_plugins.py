@@ -34,7 +34,7 @@ def test_one_pollster_per_meter_and_entry_point_name_is_meter_name():
     smartos = entry_points("ceilometer.poll.smartos")
     assert set(smartos) - meters == set(pollsters.KSTAT_POLLSTERS)
     assert not set(pollsters.KSTAT_POLLSTERS) & set(entry_points("ceilometer.poll.compute"))
-    from smartos_telemetry.kstat_counters import METERS
+    from smartos_telemetry.meters.kstat_counters import METERS
     assert {cls.module for cls in pollsters.KSTAT_POLLSTERS.values()} == \
         {m.module for m in METERS}
     for namespace in ("ceilometer.discover.smartos", "ceilometer.discover.compute"):

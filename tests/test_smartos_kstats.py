@@ -19,8 +19,8 @@ import re
 import pytest
 from test_smartos_vmadm import BIN, FIXTURES, FakeClock, Tools, make_inventory
 
-from smartos_telemetry import kstat_counters
-from smartos_telemetry.kstat_counters import (
+from smartos_telemetry.meters import kstat_counters
+from smartos_telemetry.meters.kstat_counters import (
     KSTAT_SELECTORS,
     METERS,
     KstatCounters,

@@ -72,7 +72,7 @@ def test_poll_prints_the_kstat_samples_of_every_fixture_zone(tmp_path):
 
 
 def test_the_readme_documents_every_kstat_counter_and_its_source():
-    from smartos_telemetry.kstat_counters import METERS
+    from smartos_telemetry.meters.kstat_counters import METERS
     readme = open(os.path.join(os.path.dirname(FIXTURES), "..", "..", "README.rst")).read()
     for meter in METERS:
         assert f"\n{meter.name} " in readme, meter.name

@@ -21,7 +21,7 @@ from test_top_batch import (
     top_env,
 )
 
-from smartos_telemetry.percentiles import interval_stats
+from smartos_telemetry.meters.percentiles import interval_stats
 from smartos_telemetry.snapshot import (
     INT64_MAX,
     INT64_MIN,

@@ -1,6 +1,6 @@
 """From snapshots to meter samples: the arithmetic the meters bill on.
 
-:class:`SnapshotReducer` holds one :class:`~smartos_telemetry.accumulator.Accumulator`
+:class:`SnapshotReducer` holds one :class:`~smartos_telemetry.meters.accumulator.Accumulator`
 per aggregation it reads.  Each polling interval it takes the latest
 snapshot of every script (cumulative since the engine started) and returns
 :class:`MeterSample` objects, engine-neutral and Ceilometer-neutral:
@@ -20,9 +20,9 @@ tenant never gets samples.
 import gc
 import typing
 
-from smartos_telemetry.accumulator import COUNTER, Accumulator, Saved
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.percentiles import interval_stats
+from smartos_telemetry.meters.accumulator import COUNTER, Accumulator, Saved
+from smartos_telemetry.meters.percentiles import interval_stats
 
 HOST = None  # the zone of host-level samples
 #: the section of a meter's estimated sums in :meth:`SnapshotReducer.export`

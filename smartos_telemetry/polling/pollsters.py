@@ -227,7 +227,7 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
         return None
 
     def get_samples(self, manager, cache, resources):
-        from smartos_telemetry.kstat_counters import BY_NAME
+        from smartos_telemetry.meters.kstat_counters import BY_NAME
 
         service = telemetry_service.get_service(self.conf)
         if service.platform != "smartos":

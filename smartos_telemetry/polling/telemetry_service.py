@@ -307,7 +307,7 @@ class TelemetryService:
         key = CACHE_KEY + ".kstat"
         if key not in cache:
             if self._kstats is None:
-                from smartos_telemetry.kstat_counters import KstatCounters
+                from smartos_telemetry.meters.kstat_counters import KstatCounters
                 o = self.opts
                 kstats = KstatCounters(kstat=o.kstat_path, timeout=o.kstat_timeout,
                                        page_size=o.page_size, ttl=o.zone_ttl,

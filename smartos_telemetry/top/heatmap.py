@@ -9,7 +9,7 @@ seen at a glance.
 Nothing is reduced twice.  :class:`History` keeps, for the last ``length``
 intervals, each zone's interval histogram per meter as the model made it
 from the reducer's samples, and that interval's p50 and p99 as the meters
-computed them (:func:`~smartos_telemetry.percentiles.interval_stats`).
+computed them (:func:`~smartos_telemetry.meters.percentiles.interval_stats`).
 :func:`build` re-bins those histograms into the bands of one heatmap.
 
 Bands are a 1-2-5 ladder (1, 2, 5, 10, 20, 50 ... ns up to 500 s): they

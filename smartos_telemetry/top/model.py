@@ -15,7 +15,7 @@ and zone (a :class:`Frame` of :class:`ZoneRow`):
 * ``cpu.util`` (Linux): CPU time the zone's cgroup used over the interval,
   in percent of one CPU (``cpu.stat`` ``usage_usec``), like top's %CPU.
 
-Percentiles are the meters' own (:func:`~smartos_telemetry.percentiles.interval_stats`
+Percentiles are the meters' own (:func:`~smartos_telemetry.meters.percentiles.interval_stats`
 of the interval histogram), over every cgroup of the zone.
 
 Zones are filtered in Python (``-z``, the screen's filter); no name ever
@@ -26,8 +26,8 @@ import dataclasses
 import datetime
 import time
 
+from smartos_telemetry.meters.percentiles import interval_stats
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
-from smartos_telemetry.percentiles import interval_stats
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 from smartos_telemetry.text_format import display_text
 from smartos_telemetry.top import heatmap, names

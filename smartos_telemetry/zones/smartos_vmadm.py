@@ -25,7 +25,7 @@ documented parsable format carrying the full zonename (kstat names are cut at
 30 characters), the zone state and the brand; it lists a zone from the
 moment it has an id, before its kstats are installed; and it keeps the zone
 layer independent of the counters, which need no zoneid at all
-(``smartos_telemetry.kstat_counters`` matches kstats by their full
+(``smartos_telemetry.meters.kstat_counters`` matches kstats by their full
 ``zonename`` field).  It is a small C program, cheap enough to run on every
 zoneid miss.
 

@@ -28,8 +28,9 @@ from linux_workloads import (
 )
 from own_process import in_own_process
 
-from smartos_telemetry import percentiles, scripts
+from smartos_telemetry import scripts
 from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
+from smartos_telemetry.meters import percentiles
 
 BUCKET_ERROR = 1.10  # llquantize(ns, 10, 3, 9, 100): buckets at most 10% wide
 SETTLE = 1.2  # seconds for the last events to reach libdtrace's snapshot

@@ -16,7 +16,7 @@ fixtures on any host.  libkstat through ctypes would save one fork per poll
 hand-laid ``kstat_t``/``kstat_named_t`` structures nothing here could test.
 
 Meters (cumulative ones are running totals kept by
-:class:`~smartos_telemetry.accumulator.Accumulator`, keyed by VM UUID, never
+:class:`~smartos_telemetry.meters.accumulator.Accumulator`, keyed by VM UUID, never
 by zoneid, so they survive zone reboots without going backwards; the names
 of Ceilometer's libvirt meters keep Ceilometer's type and unit):
 
@@ -123,7 +123,7 @@ import typing
 
 from oslo_log import log as logging
 
-from smartos_telemetry.accumulator import Accumulator
+from smartos_telemetry.meters.accumulator import Accumulator
 from smartos_telemetry.meters.reduce import MeterSample
 from smartos_telemetry.zones.smartos_vmadm import GLOBAL_ZONE, run_command
 
