@@ -19,6 +19,7 @@ import re
 import pytest
 from test_smartos_vmadm import BIN, FIXTURES, FakeClock, Tools, make_inventory
 
+from smartos_telemetry.commands import CommandFailed
 from smartos_telemetry.meters import kstat_counters
 from smartos_telemetry.meters.kstat_counters import (
     KSTAT_SELECTORS,
@@ -28,7 +29,7 @@ from smartos_telemetry.meters.kstat_counters import (
     parse_kstat_p,
 )
 from smartos_telemetry.meters.reduce import MeterSample
-from smartos_telemetry.zones.smartos_vmadm import CommandFailed, SmartOSZones
+from smartos_telemetry.zones.smartos_vmadm import SmartOSZones
 
 A = "2a7c1e4f-8d3b-4f6a-9c2e-5b1d7e3f9a01"
 B = "b3e1c9d2-4a5f-4e8b-a7c6-1d2e3f4a5b02"

@@ -14,11 +14,11 @@ import time
 
 import pytest
 
+from smartos_telemetry.commands import CommandFailed
 from smartos_telemetry.errors import TelemetryError
 from smartos_telemetry.zones import Zone
 from smartos_telemetry.zones.smartos_vmadm import (
     VMADM_FIELDS,
-    CommandFailed,
     Nic,
     SmartOSZones,
     VmadmInventory,

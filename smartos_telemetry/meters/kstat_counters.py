@@ -123,9 +123,10 @@ import typing
 
 from oslo_log import log as logging
 
+from smartos_telemetry.commands import run_command
 from smartos_telemetry.meters.accumulator import Accumulator
 from smartos_telemetry.meters.reduce import MeterSample
-from smartos_telemetry.zones.smartos_vmadm import GLOBAL_ZONE, run_command
+from smartos_telemetry.zones.smartos_vmadm import GLOBAL_ZONE
 
 LOG = logging.getLogger(__name__)
 

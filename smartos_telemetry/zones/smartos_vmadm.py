@@ -40,16 +40,13 @@ The global zone (zoneid 0, zonename ``global``) is never a tenant.
 
 import dataclasses
 import json
-import os
 import re
-import signal
-import subprocess
 import threading
 import time
 
 from oslo_log import log as logging
 
-from smartos_telemetry.errors import TelemetryError
+from smartos_telemetry.commands import CommandFailed, run_command
 from smartos_telemetry.zones import Zone
 
 LOG = logging.getLogger(__name__)
@@ -62,51 +59,6 @@ VMADM_FIELDS = ("uuid", "zonename", "alias", "brand", "state", "owner_uuid", "cp
                 "max_physical_memory", "zfs_io_priority", "nics")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}\Z")
-_STDERR_TAIL = 400
-
-
-class CommandFailed(TelemetryError):
-    """A platform command could not give an answer.
-
-    ``command``: the argv run; ``reason``: what happened; ``fix``: what the
-    operator can do about it.
-    """
-
-    def __init__(self, command, reason, fix):
-        self.command = list(command)
-        self.reason = reason
-        self.fix = fix
-        super().__init__(f"`{' '.join(self.command)}` failed: {reason} (fix: {fix})")
-
-
-def run_command(argv, timeout, fix):
-    """stdout of ``argv`` as text; :class:`CommandFailed` if it cannot be had.
-
-    The command runs in a session of its own, so a timeout kills everything
-    it started (vmadm forks helpers that would otherwise hold the pipe open).
-    """
-    try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True)
-    except OSError as exc:
-        raise CommandFailed(argv, f"cannot run {argv[0]}: {exc.strerror}", fix) from exc
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.communicate()
-        raise CommandFailed(argv, f"no answer within {timeout:g} s (killed)", fix) from None
-    if proc.returncode != 0:
-        tail = err.decode("utf-8", "replace").strip()[-_STDERR_TAIL:]
-        status = (f"killed by signal {-proc.returncode}" if proc.returncode < 0
-                  else f"exit status {proc.returncode}")
-        raise CommandFailed(argv, status + (f": {tail}" if tail else ""), fix)
-    return out.decode("utf-8", "replace")
-
-
 @dataclasses.dataclass(frozen=True)
 class Nic:
     """One of a VM's vnics, as vmadm describes it.
