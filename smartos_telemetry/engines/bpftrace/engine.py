@@ -48,7 +48,7 @@ snapshot_timeout   seconds a print round may take before the child is
                    taken as hung and replaced (10)
 stop_timeout       seconds between SIGINT and SIGKILL (5)
 print_interval     seconds between background reads (2; 0: off)
-backoff_initial,   restart delays: initial, doubling up to max (1, 60)
+backoff_initial,   restart delays: initial, doubling up to max (0.25, 60)
 backoff_max
 max_restarts       give up after this many restarts (-1: never)
 bpftrace           the executable (found on PATH)
@@ -95,7 +95,7 @@ OPTIONS = {
     "snapshot_timeout": (float, 10.0),
     "stop_timeout": (float, 5.0),
     "print_interval": (float, 2.0),
-    "backoff_initial": (float, 1.0),
+    "backoff_initial": (float, 0.25),
     "backoff_max": (float, 60.0),
     "max_restarts": (int, -1),
     "bpftrace": (str, "bpftrace"),
@@ -193,6 +193,7 @@ class BpftraceEngine(Engine):
         self._map_full_since_round = 0
         self._prune_failed = False
         self.last_read = None        # monotonic time of the last completed round
+        self._last_asked = None      # monotonic time of the last SIGUSR1
         self.started_at = None
         self.ready_after = None      # seconds from start() to ready
 
@@ -234,8 +235,9 @@ class BpftraceEngine(Engine):
         if o["perf_rb_pages"]:
             env["BPFTRACE_PERF_RB_PAGES"] = str(o["perf_rb_pages"])
         argv = process.command(binary, ["-k", "-f", "json", self._script_path])
-        # the tick drives background reads and the hang watchdog
-        tick = min(o["print_interval"] or 1.0, max(o["snapshot_timeout"] / 2, 0.05))
+        # the tick drives background reads and the hang watchdog; finer than
+        # either, so that neither waits up to a whole extra tick
+        tick = max(0.05, min(o["print_interval"] or 1.0, o["snapshot_timeout"]) / 4)
         self._supervisor = process.Supervisor(
             argv, env, on_line=self._on_line, on_exit=self._on_exit, on_spawn=self._on_spawn,
             on_tick=self._on_tick, tick_interval=tick,
@@ -327,7 +329,7 @@ class BpftraceEngine(Engine):
         if not self._supervisor.signal(signal.SIGUSR1):
             return self._rounds
         self._pending = self._rounds + 1
-        self._pending_since = time.monotonic()
+        self._pending_since = self._last_asked = time.monotonic()
         return self._pending
 
     def _kill_hung(self, waited):
@@ -444,7 +446,7 @@ class BpftraceEngine(Engine):
                     self._kill_hung(waited)
                 return
             interval = self.opts["print_interval"]
-            if interval > 0 and (self.last_read is None or now - self.last_read >= interval):
+            if interval > 0 and (self._last_asked is None or now - self._last_asked >= interval):
                 self._request_round()
 
     def _on_line(self, line):
