@@ -14,7 +14,8 @@ from ceilometer import sample as ceilometer_sample
 from gnocchiclient import exceptions as gnocchi_exc
 from oslo_utils import netutils
 
-from smartos_telemetry import gnocchi_publisher, gnocchi_upgrade
+from smartos_telemetry.gnocchi import publisher as gnocchi_publisher
+from smartos_telemetry.gnocchi import upgrade as gnocchi_upgrade
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.polling.pollsters import zone_metadata, zone_resource_id
 from smartos_telemetry.zones import Zone

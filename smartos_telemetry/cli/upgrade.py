@@ -25,7 +25,7 @@ def register(subparsers):
     p.add_argument("--config-file", action="append", default=None, metavar="PATH",
                    help="ceilometer.conf (repeatable; default: ceilometer's own search)")
     p.add_argument("--definitions", metavar="PATH",
-                   help="resource definitions (default: the shipped gnocchi_resources.yaml)")
+                   help="resource definitions (default: the shipped gnocchi/resources.yaml)")
     p.add_argument("--retry", type=int, default=0, metavar="N",
                    help="retry N times, 2 s apart, while Gnocchi cannot be reached")
     p.set_defaults(func=run)
@@ -33,7 +33,7 @@ def register(subparsers):
 
 
 def run(args):
-    from smartos_telemetry import gnocchi_upgrade
+    from smartos_telemetry.gnocchi import upgrade as gnocchi_upgrade
 
     if args.retry < 0:
         raise ConfigError(f"--retry {args.retry}: give 0 or more retries")

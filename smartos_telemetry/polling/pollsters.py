@@ -40,7 +40,7 @@ LOG = logging.getLogger(__name__)
 NO_OWNER = "none"
 
 #: Gnocchi keeps a resource's original id and our resource types' display_name
-#: in 255 characters (indexer/sqlalchemy_base.py: String(255); gnocchi_resources.yaml)
+#: in 255 characters (indexer/sqlalchemy_base.py: String(255); gnocchi/resources.yaml)
 GNOCCHI_TEXT_MAX = 255
 
 

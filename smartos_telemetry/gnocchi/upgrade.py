@@ -6,7 +6,7 @@ What it does, in order (each step a no-op when already done):
 1. ceilometer's ``gnocchi_client.upgrade_resource_types`` -- what
    ``ceilometer-upgrade`` does: ceilometer's types, among them ``instance``
    and ``host``, which our definitions use;
-2. the archive policies of ``gnocchi_resources.yaml`` (created if missing;
+2. the archive policies of ``resources.yaml`` (created if missing;
    an existing one is left as it is -- changing a policy that metrics use is
    the operator's call -- and reported when it differs);
 3. our resource types (``smartos_zone``), created if missing; attributes
@@ -25,7 +25,7 @@ import yaml
 from oslo_config import cfg
 
 DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "gnocchi_resources.yaml")
+                           "resources.yaml")
 
 
 def load_definitions(path=None):

@@ -24,7 +24,7 @@ from ceilometer.publisher import gnocchi
 
 INSTANCE_TYPE = "instance"
 DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                           "gnocchi_resources.yaml")
+                           "resources.yaml")
 
 
 def is_instance(sample):

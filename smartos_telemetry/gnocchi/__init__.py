@@ -1,0 +1,1 @@
+"""Gnocchi: the publisher, the resource definitions it ships and the upgrade that installs them."""
