@@ -1,5 +1,5 @@
 """Benchmark: what saving the running totals after every poll costs (the
-state file, smartos_telemetry/saved_totals.py), for 1, 100 and 1,000 zones.
+state file, smartos_telemetry/meters/saved_totals.py), for 1, 100 and 1,000 zones.
 
 Linux: the agent's own save path (``TelemetryService._save_state``) after a
 poll of every bpftrace meter for every zone, the engine replaced by synthetic

@@ -17,10 +17,10 @@ import sys
 import pytest
 from oslo_config import cfg
 
-from smartos_telemetry import saved_totals
+from smartos_telemetry.meters import saved_totals
 from smartos_telemetry.meters.kstat_counters import KstatCounters
+from smartos_telemetry.meters.saved_totals import SavedTotals, StateFile
 from smartos_telemetry.polling import opts, telemetry_service
-from smartos_telemetry.saved_totals import SavedTotals, StateFile
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
 from smartos_telemetry.zones import Zone
 

@@ -31,8 +31,8 @@ from oslo_log import log as logging
 from smartos_telemetry.engines.engine_set import EngineSet, choose
 from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+from smartos_telemetry.meters.saved_totals import HOST_KEY, SavedTotals, StateFile
 from smartos_telemetry.polling import opts
-from smartos_telemetry.saved_totals import HOST_KEY, SavedTotals, StateFile
 from smartos_telemetry.snapshot import Aggregation, merge_values
 
 LOG = logging.getLogger(__name__)
@@ -324,7 +324,7 @@ class TelemetryService:
             cache[key] = reading
         return cache[key]
 
-    # -- running totals kept between agent runs (saved_totals.py) -------------------
+    # -- running totals kept between agent runs (meters/saved_totals.py) -------------
     def _carry_saved(self, zones):
         """Name this cycle's zones by resource id, and give a zone seen for
         the first time the totals a previous agent saved for it."""
