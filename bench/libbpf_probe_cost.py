@@ -5,7 +5,8 @@ snapshot read time for 1,000 zones, and start-to-ready time.
 Run as root:  python bench/libbpf_probe_cost.py [--seconds 3] [--starts 5] [--no-dtrace]
 
 Per meter family (run queue, disk I/O, TCP), in the SAME run and under the
-same workload (bench/probe_workloads.py): the libbpf engine's program
+same workload (bench/probe_workloads.py; the run queue also under a pipe
+ping-pong, whose switch rate keeps the programs' data in the caches): the libbpf engine's program
 (in this process), the bpftrace engine's script (a child), the Oracle
 DTrace consumer's D script (a child in tools/dtrace-sandbox, unless
 --no-dtrace), and empty tp_btf programs on every hook the libbpf programs
@@ -183,7 +184,34 @@ def summary(label, costs, per, baseline):
     return f"  {label:44s} {total:8.0f} ns{ratio}"
 
 
-def measure_family(family, seconds, with_dtrace):
+PING_PONG = """
+import os, sys, time
+r1, w1 = os.pipe()
+r2, w2 = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.close(w1)
+    while os.read(r1, 1):
+        os.write(w2, b"x")
+    os._exit(0)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    for _ in range(1000):
+        os.write(w1, b"x")
+        os.read(r2, 1)
+os.close(w1)
+os.waitpid(pid, 0)
+"""
+
+
+def ping_pong(seconds):
+    """Two processes passing a byte through pipes: a context switch per hop,
+    at a rate that keeps the programs' data in the caches."""
+    subprocess.run([sys.executable, "-c", PING_PONG, str(seconds)], check=True,
+                   timeout=seconds + 60)
+
+
+def measure_family(family, seconds, with_dtrace, workload=None):
     with open(os.path.join(SCRIPTS, f"{family}.bt"), encoding="utf-8") as f:
         bt_source = f.read()
     holder = DTraceHolder(family) if with_dtrace else None
@@ -194,14 +222,15 @@ def measure_family(family, seconds, with_dtrace):
         try:
             before = (libbpf_stats(lb), prog_stats(bt.pid), empty.stats(),
                       holder.stats() if holder else {})
-            WORKLOADS[family](seconds)
+            (workload or WORKLOADS[family])(seconds)
             after = (libbpf_stats(lb), prog_stats(bt.pid), empty.stats(),
                      holder.stats() if holder else {})
         finally:
             if holder:
                 holder.__exit__()
     lib, btc, emp, dt = (per_event(b, a) for b, a in zip(before, after, strict=True))
-    lines = [f"{family}: libbpf design {lb.design}" if lb.design else f"{family}:"]
+    lines = [f"{family}{' (pipe ping-pong)' if workload else ''}: "
+             + (f"libbpf design {lb.design}" if lb.design else "")]
     for label, costs in (("libbpf", lib), ("bpftrace", btc), ("empty tp_btf", emp),
                          ("dtrace", dt)):
         for name, (ns, n) in sorted(costs.items()):
@@ -324,6 +353,8 @@ def main():
         for family in FAMILIES:
             lines += measure_family(family, args.seconds, not args.no_dtrace)
             lines.append("")
+        lines += measure_family("runqueue", args.seconds, not args.no_dtrace, ping_pong)
+        lines.append("")
     lines += snapshot_read(args.zones, args.rounds)
     lines.append("")
     lines += start_times(args.starts)
