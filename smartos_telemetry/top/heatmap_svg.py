@@ -37,6 +37,7 @@ MAP_W = 720        # the map's width for a short run; a long one gets 2 px per i
 TICK_EVERY = 90    # px between time labels
 FONT = 'font-family="monospace" font-size="11"'
 CHAR_W = 6.7       # px per character of FONT, about (monospace fonts differ a little)
+LEGEND_W = 840     # the legend's line
 
 
 def _attr(value):
@@ -62,7 +63,7 @@ def document(history, platform, engine, host=""):
     intervals = list(history.intervals)
     cell_w = max(2, min(16, MAP_W // max(1, len(intervals))))
     width = LEFT + cell_w * len(intervals) + 30
-    width = max(width, LEFT + 560)
+    width = max(width, LEGEND_W)
     body, y = [], 8
     if intervals:
         start = intervals[0][1] - intervals[0][2]
@@ -146,8 +147,6 @@ def _heatmap(body, heat, y, cell_w):
         ry = bottom - CELL_H * i
         body.append(f'<text x="{LEFT - 4}" y="{ry}" text-anchor="end" font-size="9">'
                     f'{hm.short_ns(low)}</text>')
-    body.append(f'<text x="{LEFT - 4}" y="{top + 3}" text-anchor="end" font-size="9">'
-                f'{hm.short_ns(rows[-1][1])}</text>')
     for i, column in enumerate(columns):
         x = LEFT + cell_w * i
         tip = f"{_utc(column.end)} UTC: {column.count} events"
