@@ -334,3 +334,10 @@ def test_auto_picks_libbpf_here_and_check_says_what_loaded():
     text = subprocess.run([cli, "check"], capture_output=True, text=True, timeout=120).stdout
     assert "engine:       libbpf (" in text
     assert "linux/runqueue.bpf.c: runq_switch, design sched_info" in text
+
+
+def test_auto_falls_back_when_the_objects_do_not_load(monkeypatch):
+    monkeypatch.setattr(LibbpfEngine, "_trial", "linux/runqueue.bpf.c: verifier says no")
+    name, why = choose_engine("auto")
+    assert name != "libbpf"
+    assert "libbpf: linux/runqueue.bpf.c: verifier says no" in why

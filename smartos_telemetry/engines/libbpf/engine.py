@@ -365,7 +365,13 @@ class LibbpfEngine(Engine):
         """Take the entries of dead cgroups out of the kernel maps, keeping their values."""
         self._last_reclaim = time.monotonic()
         if self._cgroups is None:
-            self._cgroups = CgroupIds()
+            try:
+                self._cgroups = CgroupIds()
+            except (TelemetryError, OSError) as exc:
+                # no cgroup-v2 mount to ask: keep every entry (max_zones still holds)
+                LOG.warning("libbpf engine: dead cgroups are not reclaimed: %s", exc)
+                self.opts["reclaim_interval"] = float("inf")
+                return
         dead = {}
         for zone_map in self._zone_maps.values():
             for key in zone_map.keys():
