@@ -341,3 +341,36 @@ def test_auto_falls_back_when_the_objects_do_not_load(monkeypatch):
     name, why = choose_engine("auto")
     assert name != "libbpf"
     assert "libbpf: linux/runqueue.bpf.c: verifier says no" in why
+
+
+def test_histogram_rows_decode_exactly_as_the_buckets_grow():
+    """Rows written into the kernel map from user space come back as the
+    same log-linear buckets (slot 592: everything from 2^40 ns), whether the
+    zone's events land in buckets it had or in new ones."""
+    from smartos_telemetry.engines.bpftrace import loglinear
+    from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS
+    from smartos_telemetry.snapshot import INT64_MAX, Histogram
+
+    fake = 10**12 + 14  # no cgroup has this id (reclaim is off)
+    with engine_for("runqueue.bpf.c", reclaim_interval=1e9) as engine:
+        zone_map = engine._zone_maps["runq_ns"]
+        ffi, lib = engine._b.ffi, engine._b.lib
+        key = ffi.new("uint64_t *", fake)
+
+        def write(slots):
+            value = ffi.new("uint64_t[]", HIST_SLOTS)
+            for i, n in slots.items():
+                value[i] = n
+            assert lib.bpf_map_update_elem(zone_map.fd, key, value, 0) == 0
+
+        def expected(slots):
+            return Histogram.from_counts(
+                (*((1 << 40, INT64_MAX) if i == 592 else loglinear.bucket_bounds(i)), n)
+                for i, n in slots.items())
+
+        for slots in ({0: 3, 100: 5}, {0: 4, 100: 5}, {0: 4, 100: 9, 592: 1},
+                      {0: 4, 100: 9, 592: 2}):
+            write(slots)
+            assert engine.snapshot()["runq_ns"].rows[(fake,)] == expected(slots)
+        assert loglinear.bucket_index(1 << 40) == 592 and \
+            loglinear.bucket_bounds(591)[1] == (1 << 40) - 1

@@ -49,7 +49,7 @@ class ZoneMap:
         self._values = ffi.new("uint64_t[]", self.capacity * self.slots)
         self._count = ffi.new("uint32_t *")
         self._batch = ffi.new("uint64_t[2]")  # in and out tokens (a hash map's is a u32)
-        self._cache = {}  # cgroup id -> (total count, row key, Histogram)
+        self._cache = {}  # cgroup id -> (total count, row key, Histogram, bucket indexes)
         if self.slots > 1:  # st_compact's outputs, made once (zeroing them costs)
             self._nonzero = ffi.new("uint32_t[]", self.capacity)
             self._totals = ffi.new("uint64_t[]", self.capacity)
@@ -100,9 +100,20 @@ class ZoneMap:
         for key, width, total in zip(ffi.unpack(self._keys, n), ffi.unpack(self._nonzero, n),
                                      ffi.unpack(self._totals, n), strict=True):
             cached = cache.get(key)
-            if cached is None or cached[0] != total:
-                cached = (total, (key,), histogram(ffi.unpack(index + at, width),
-                                                   ffi.unpack(count + at, width)))
+            if cached is None:
+                indexes = ffi.unpack(index + at, width)
+                cached = (total, (key,), histogram(indexes, ffi.unpack(count + at, width)),
+                          indexes)
+            elif cached[0] != total:
+                indexes = ffi.unpack(index + at, width)
+                counts = tuple(ffi.unpack(count + at, width))
+                old = cached[2]
+                # the usual poll: more events in buckets the zone had already;
+                # the old bounds tuples then serve again (and layout
+                # comparisons downstream stay identity checks)
+                hist = Histogram._of(old.lows, old.highs, counts) if indexes == cached[3] \
+                    else histogram(indexes, counts)
+                cached = (total, cached[1], hist, indexes)
             at += width
             new_cache[key] = cached
             out[cached[1]] = cached[2]
