@@ -1,7 +1,7 @@
 """The accumulator: interval deltas, running totals that never go backwards,
 engine restarts, zone churn and its memory bound."""
 
-from smartos_telemetry.meters.accumulator import Accumulator
+from smartos_telemetry.meters.accumulator import Accumulator, HistogramAccumulator
 from smartos_telemetry.snapshot import Bucket, Histogram
 
 
@@ -28,7 +28,7 @@ def test_counters_give_interval_deltas_and_running_totals():
 
 
 def test_histograms_give_the_interval_distribution_and_event_totals():
-    acc = Accumulator("runq")
+    acc = HistogramAccumulator("runq")
     acc.update({"a": hist((1, 1, 2), (2, 3, 1))})
     out = acc.update({"a": hist((1, 1, 2), (2, 3, 4), (4, 7, 1))})["a"]
     assert out.delta.buckets == (Bucket(2, 3, 3), Bucket(4, 7, 1))
@@ -45,7 +45,7 @@ def test_a_restarted_engine_never_makes_totals_go_backwards():
 
 
 def test_a_value_going_backwards_within_one_engine_is_a_fresh_start():
-    acc = Accumulator("runq")
+    acc = HistogramAccumulator("runq")
     acc.update({"a": hist((1, 1, 5))})
     out = acc.update({"a": hist((1, 1, 2))})["a"]  # the map was cleared
     assert out.delta.buckets == (Bucket(1, 1, 2),) and out.total == 7
@@ -75,11 +75,11 @@ def test_memory_is_bounded_by_max_zones():
 
 def test_a_carried_total_is_the_base_a_new_engine_adds_to():
     from smartos_telemetry.meters.accumulator import Saved
-    old = Accumulator("runq")
+    old = HistogramAccumulator("runq")
     old.update({"a": hist((1, 1, 600), (2, 3, 34))}, generation=1)
     saved = old.export()["a"]
     assert (saved.total, saved.kind, saved.raw) == (634, "h", None)
-    new = Accumulator("runq")  # the next agent: its engine counts from zero
+    new = HistogramAccumulator("runq")  # the next agent: its engine counts from zero
     assert new.carry("a", saved)
     out = new.update({"a": hist((1, 1, 5))}, generation=1)["a"]
     assert out.total == 639 and out.delta.buckets == (Bucket(1, 1, 5),)

@@ -21,7 +21,7 @@ from test_top_batch import (
     top_env,
 )
 
-from smartos_telemetry.meters.percentiles import interval_stats
+from smartos_telemetry.meters.percentiles import histogram_stats
 from smartos_telemetry.snapshot import (
     INT64_MAX,
     INT64_MIN,
@@ -105,7 +105,7 @@ def test_the_heatmap_columns_are_the_last_intervals_and_p50_p99_the_meters_own()
     assert len(heat.columns) == 5
     for column, frame in zip(heat.columns, frames[-5:], strict=True):
         hist = next(r for r in frame.rows if r.zone.name == "a").histograms[RUNQ]
-        stats = interval_stats(hist)  # the reducer's percentile code
+        stats = histogram_stats(hist)  # the reducer's percentile code
         assert (column.p50, column.p99) == (round(stats[0]), round(stats[2]))
         assert column.count == hist.count == sum(column.cells)
         assert column.end == frame.timestamp

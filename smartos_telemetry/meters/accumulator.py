@@ -3,34 +3,44 @@ counters that never go backwards.
 
 An engine's aggregations are cumulative since *that engine* started.  An
 engine that dies and is restarted starts again from zero, and a zone's
-counters would then jump backwards.  :class:`Accumulator` keeps, per zone:
+counters would then jump backwards.  An accumulator keeps, per zone:
 
 * the last raw value it saw from the current engine (the baseline),
 * a running total that only grows: every interval adds the events since
   the baseline, and after a restart the new engine's values count from zero.
 
-Each :meth:`Accumulator.update` returns, per zone seen in the snapshot, the
-interval's delta (an ``int`` or a :class:`Histogram` of just this interval's
-events, which percentiles are read from) and the running total (a count of
-events for histograms, the value for counters).
+Two kinds, the same rules:
 
-Agent restarts: :meth:`Accumulator.export` gives what the totals need to go
-on in the next agent (each zone's total, the kind of value, how long it has
-been unseen and, for a source that keeps counting while the agent is away --
-a kernel kstat -- the last raw value); :meth:`Accumulator.carry` puts a zone
-back before it is first seen.
+* :class:`Accumulator` -- counters (``count()``, ``sum()``, a kstat): each
+  :meth:`Accumulator.update` returns, per zone seen in the snapshot, an
+  :class:`Interval`: the interval's delta and the running total (exact
+  Python ints).
+* :class:`HistogramAccumulator` -- distributions: every zone of one
+  aggregation at once, as rows of one ``int64`` array over one bucket layout
+  (the union of the buckets its zones have used), so that a poll's
+  differences, resets and totals are a few array operations whatever the
+  number of zones.  :meth:`HistogramAccumulator.update` returns a
+  :class:`HistogramUpdate`: each zone's interval histogram and event total.
+
+Agent restarts: ``export`` gives what the totals need to go on in the next
+agent (each zone's total, the kind of value, how long it has been unseen
+and, for a source that keeps counting while the agent is away -- a kernel
+kstat -- the last raw value); ``carry`` puts a zone back before it is first
+seen.
 
 Zone churn: a zone appears as soon as a snapshot has it; a zone missing from
 snapshots for ``ttl`` seconds is forgotten.  Memory is bounded by
 ``max_zones`` zones per aggregation (the least recently seen go first, with
-a warning); each zone keeps one raw value, so the bound is ``max_zones``
-histograms of at most a few hundred buckets (about 2,000 zones x 100
-non-empty buckets = 200,000 buckets, some 20 MB of Python objects).
+a warning); a histogram zone keeps one row of 8 bytes per bucket of its
+aggregation's layout (a few hundred buckets: 2,000 zones of 600 buckets are
+under 10 MB per aggregation).
 """
 
+import itertools
 import time
 import typing
 
+import numpy as np
 from oslo_log import log as logging
 
 from smartos_telemetry.snapshot import Histogram
@@ -39,32 +49,17 @@ LOG = logging.getLogger(__name__)
 
 
 class Interval(typing.NamedTuple):
-    """One zone's change over one polling interval.
+    """One zone's change over one polling interval (a counter's).
 
-    ``delta``: what happened in the interval (int, or Histogram of the
-    interval's events).  ``total``: the running total, never decreasing (an
-    int: the value for counters, the number of events for histograms).
+    ``delta``: what happened in the interval; ``total``: the running total,
+    never decreasing.
     """
 
-    delta: object
+    delta: int
     total: int
 
 
-#: Interval((...)) without the keyword-argument layer (one per zone per poll)
-_interval = tuple.__new__
-
-
-def _size(value):
-    """Events in a histogram, or the value of a counter."""
-    return value.count if isinstance(value, Histogram) else value
-
-
-def _empty_like(value):
-    return Histogram(()) if isinstance(value, Histogram) else 0
-
-
-#: the kinds of value a zone's raw value may be, as :meth:`Accumulator.export`
-#: names them
+#: the kinds of value a zone's raw value may be, as ``export`` names them
 HISTOGRAM, COUNTER = "h", "c"
 
 
@@ -83,10 +78,6 @@ class Saved(typing.NamedTuple):
     raw: object = None
 
 
-#: Saved((...)) without the keyword-argument layer (one per zone per meter per poll)
-_saved = tuple.__new__
-
-
 class _ZoneState:
     __slots__ = ("raw", "total", "seen")
 
@@ -95,12 +86,12 @@ class _ZoneState:
 
 
 class Accumulator:
-    """Running per-zone totals for one aggregation (count, sum or histogram).
+    """Running per-zone totals for one counter aggregation (count or sum).
 
     ``rows`` handed to :meth:`update` map a zone key to the engine's
-    cumulative value for that zone.  Values must not decrease while one
-    engine lives; a value that does (the engine's map was cleared, a
-    counter wrapped) is taken as a fresh start for that zone, as is every
+    cumulative value (an ``int``) for that zone.  Values must not decrease
+    while one engine lives; a value that does (the engine's map was cleared,
+    a counter wrapped) is taken as a fresh start for that zone, as is every
     value after ``generation`` changes (a restarted engine).
     """
 
@@ -132,16 +123,11 @@ class Accumulator:
 
     def export(self, with_raw=False):
         """``{zone: Saved}`` of every zone remembered; ``with_raw``: with the
-        last raw values (only a counter's: a source that keeps counting)."""
+        last raw values (a source that keeps counting)."""
         now = self._clock()
-        out = {}
-        for zone, state in self._zones.items():
-            if isinstance(state.raw, Histogram):
-                out[zone] = _saved(Saved, (state.total, HISTOGRAM, now - state.seen, None))
-            else:
-                out[zone] = _saved(Saved, (state.total, COUNTER, now - state.seen,
-                                           state.raw if with_raw else None))
-        return out
+        return {zone: Saved(state.total, COUNTER, now - state.seen,
+                            state.raw if with_raw else None)
+                for zone, state in self._zones.items()}
 
     def carry(self, zone, saved):
         """Put back a zone a previous agent saved (:class:`Saved`), before this
@@ -155,10 +141,7 @@ class Accumulator:
         """
         if zone in self._zones:
             return False
-        if saved.raw is not None:
-            raw = saved.raw
-        else:
-            raw = Histogram(()) if saved.kind == HISTOGRAM else 0
+        raw = saved.raw if saved.raw is not None else 0
         self._zones[zone] = _ZoneState(raw, int(saved.total), self._clock() - saved.unseen)
         return True
 
@@ -169,10 +152,9 @@ class Accumulator:
             # the first generation keeps what carry() put back: those
             # baselines are meant for it
             if self._generation is not None:
-                LOG.info("%s: engine restarted (generation %s -> %s); counting on from "
-                         "the running totals", self.name, self._generation, generation)
+                _log_restart(self.name, self._generation, generation)
                 for state in self._zones.values():
-                    state.raw = _empty_like(state.raw)
+                    state.raw = 0
             self._generation = generation
         out = {}
         zones = self._zones
@@ -181,42 +163,238 @@ class Accumulator:
             if state is None:
                 # a zone first seen now: everything the engine has for it
                 # happened since the engine started, i.e. after our baseline
-                state = zones[zone] = _ZoneState(_empty_like(raw), 0, now)
+                state = zones[zone] = _ZoneState(0, 0, now)
             state.seen = now
-            if isinstance(raw, Histogram):
-                delta = raw.minus(state.raw)  # no buckets when idle
-                counts = delta.counts
-                if not counts:
-                    out[zone] = _interval(Interval, (delta, state.total))
-                    continue
-                added, backwards = sum(counts), min(counts) < 0
-            else:
-                delta = raw - state.raw
-                if not delta:
-                    out[zone] = _interval(Interval, (0, state.total))
-                    continue
-                added, backwards = delta, delta < 0
-            if backwards:
+            delta = raw - state.raw
+            if delta < 0:
                 LOG.info("%s: zone %s went backwards; taking it as a fresh start",
                          self.name, zone)
                 delta = raw
-                added = _size(raw)
             state.raw = raw
-            state.total += added
-            out[zone] = _interval(Interval, (delta, state.total))
-        self._expire(now)
+            state.total += delta
+            out[zone] = Interval(delta, state.total)
+        _expire(self, now, {zone: state.seen for zone, state in self._zones.items()})
         return out
 
-    def _expire(self, now):
-        gone = [z for z, s in self._zones.items() if now - s.seen > self.ttl]
-        for zone in gone:
+    def _drop(self, zones):
+        for zone in zones:
             del self._zones[zone]
+
+
+def _log_restart(name, before, after):
+    LOG.info("%s: engine restarted (generation %s -> %s); counting on from the running "
+             "totals", name, before, after)
+
+
+def _expire(acc, now, seen):
+    """Forget the zones of ``acc`` unseen for its ttl, then the least recently
+    seen beyond its ``max_zones``; ``seen``: ``{zone: last seen}`` in the
+    order the zones were added."""
+    gone = [zone for zone, at in seen.items() if now - at > acc.ttl]
+    if gone:
+        acc._drop(gone)
+        LOG.debug("%s: forgot %d zones unseen for %.0f s", acc.name, len(gone), acc.ttl)
+    excess = len(acc) - acc.max_zones
+    if excess > 0:
+        kept = {zone: at for zone, at in seen.items() if zone in acc}
+        acc._drop(sorted(kept, key=kept.__getitem__)[:excess])
+        LOG.warning("%s: more than %d zones; forgot the %d least recently seen",
+                    acc.name, acc.max_zones, excess)
+
+
+class HistogramUpdate:
+    """What one :meth:`HistogramAccumulator.update` gives, row ``i`` for
+    ``zones[i]`` (the snapshot's zones, in its order).
+
+    ``deltas``: a 2-D ``int64`` array, each zone's events of the interval
+    per bucket of the layout ``lows``/``highs`` (tuples of ``int``);
+    ``added``: the interval's events per zone; ``totals``: each zone's
+    running event count after it (both 1-D ``int64``).
+    """
+
+    __slots__ = ("zones", "deltas", "added", "totals", "lows", "highs")
+
+    def __init__(self, zones, deltas, added, totals, lows, highs):
+        self.zones, self.deltas, self.added, self.totals = zones, deltas, added, totals
+        self.lows, self.highs = lows, highs
+
+    def __getitem__(self, zone):
+        """``zone``'s :class:`Interval`: its interval :class:`Histogram` (the
+        buckets with events) and its total."""
+        i = self.zones.index(zone)
+        counts = self.deltas[i]
+        filled = counts.nonzero()[0].tolist()
+        delta = Histogram((self.lows[b], self.highs[b], int(counts[b])) for b in filled)
+        return Interval(delta, int(self.totals[i]))
+
+
+class HistogramAccumulator:
+    """Running per-zone event totals for one histogram aggregation, every zone
+    at once.
+
+    ``rows`` handed to :meth:`update` map a zone key to the engine's
+    cumulative :class:`Histogram` for that zone.  A zone whose histogram lost
+    events in any bucket since the last poll (the engine's map was cleared)
+    starts afresh, as does every zone after ``generation`` changes (a
+    restarted engine): its interval is then everything the new value holds.
+
+    State, one row per zone (in the order zones were first seen): the last
+    raw counts per bucket of the layout, the running total and when the
+    zone was last seen.  The layout is every bucket (``(low, high)``) a
+    zone has used, ascending; a bucket never seen before widens it.
+    """
+
+    def __init__(self, name, ttl=900.0, max_zones=10000, clock=time.monotonic):
+        self.name = name
+        self.ttl = ttl
+        self.max_zones = max_zones
+        self._clock = clock
+        self._generation = None
+        self._rows = {}  # zone -> row
+        self._raw = np.zeros((0, 0), dtype=np.int64)
+        self._totals = np.zeros(0, dtype=np.int64)
+        self._seen = np.zeros(0)
+        self.lows, self.highs = (), ()
+        self._columns = {}  # (low, high) -> column
+        self._zone_columns = {}  # zone -> (lows, highs, columns) of its last histogram
+
+    def __len__(self):
+        return len(self._rows)
+
+    def __contains__(self, zone):
+        return zone in self._rows
+
+    def zones(self):
+        return list(self._rows)
+
+    def total(self, zone):
+        row = self._rows.get(zone)
+        return None if row is None else int(self._totals[row])
+
+    def forget(self, zones):
+        """Drop the state of ``zones`` (gone, their last interval delivered)."""
+        gone = [zone for zone in zones if zone in self._rows]
         if gone:
-            LOG.debug("%s: forgot %d zones unseen for %.0f s", self.name, len(gone), self.ttl)
-        excess = len(self._zones) - self.max_zones
-        if excess > 0:
-            oldest = sorted(self._zones, key=lambda z: self._zones[z].seen)[:excess]
-            for zone in oldest:
-                del self._zones[zone]
-            LOG.warning("%s: more than %d zones; forgot the %d least recently seen",
-                        self.name, self.max_zones, excess)
+            self._drop(gone)
+
+    def export(self, with_raw=False):
+        """``{zone: Saved}`` of every zone remembered (never a raw value: the
+        next engine counts from zero)."""
+        unseen = (self._clock() - self._seen).tolist()
+        totals = self._totals.tolist()
+        return {zone: Saved(totals[row], HISTOGRAM, unseen[row])
+                for zone, row in self._rows.items()}
+
+    def carry(self, zone, saved):
+        """Put back a zone a previous agent saved, before this accumulator has
+        seen it (False, and nothing changes, if it has): its total is the
+        base the next engine's events add to; its ttl goes on from
+        ``unseen``."""
+        if zone in self._rows:
+            return False
+        self._add([zone], self._clock() - saved.unseen)
+        self._totals[self._rows[zone]] = int(saved.total)
+        return True
+
+    def update(self, rows, generation=0):
+        """Fold one cumulative snapshot in; return a :class:`HistogramUpdate`."""
+        now = self._clock()
+        if generation != self._generation:
+            # the first generation keeps what carry() put back (empty
+            # baselines, as every histogram's is after a restart)
+            if self._generation is not None:
+                _log_restart(self.name, self._generation, generation)
+                self._raw[:] = 0
+            self._generation = generation
+        zones = list(rows)
+        hists = list(rows.values())
+        new_zones = [zone for zone in zones if zone not in self._rows]
+        if new_zones:
+            # a zone first seen now: everything the engine has for it
+            # happened since the engine started, i.e. after our baseline
+            self._add(new_zones, now)
+        raw = self._rows_of(zones, hists)
+        index = np.fromiter(map(self._rows.__getitem__, zones), dtype=np.intp,
+                            count=len(zones))
+        deltas = raw - self._raw[index]
+        backwards = (deltas < 0).any(axis=1)
+        if backwards.any():
+            for i in np.flatnonzero(backwards).tolist():
+                LOG.info("%s: zone %s went backwards; taking it as a fresh start",
+                         self.name, zones[i])
+            deltas[backwards] = raw[backwards]
+        added = deltas.sum(axis=1)
+        self._raw[index] = raw
+        self._totals[index] += added
+        totals = self._totals[index]
+        self._seen[index] = now
+        update = HistogramUpdate(zones, deltas, added, totals, self.lows, self.highs)
+        _expire(self, now, dict(zip(self._rows, self._seen.tolist(), strict=True)))
+        return update
+
+    def _rows_of(self, zones, hists):
+        """The histograms as a 2-D array over the layout (widened as needed)."""
+        columns = self._columns_of(zones, hists)
+        if columns is None:  # a bucket never seen before
+            self._widen({b for h in hists for b in zip(h.lows, h.highs, strict=True)})
+            columns = self._columns_of(zones, hists)
+        sizes = [len(h.counts) for h in hists]
+        n = sum(sizes)
+        counts = np.fromiter(itertools.chain.from_iterable(h.counts for h in hists),
+                             dtype=np.int64, count=n)
+        out = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
+        if n:
+            out[np.repeat(np.arange(len(hists)), sizes), np.concatenate(columns)] = counts
+        return out
+
+    def _columns_of(self, zones, hists):
+        """Each histogram's buckets as layout columns (an ``intp`` array per
+        zone), or None if one has a bucket the layout lacks.  A zone's
+        buckets are most often those of its last poll: those are looked up
+        once."""
+        out = []
+        known = self._zone_columns
+        for zone, hist in zip(zones, hists, strict=True):
+            last = known.get(zone)
+            if last is not None and last[0] == hist.lows and last[1] == hist.highs:
+                out.append(last[2])
+                continue
+            try:
+                columns = np.fromiter(map(self._columns.__getitem__,
+                                          zip(hist.lows, hist.highs, strict=True)),
+                                      dtype=np.intp, count=len(hist.lows))
+            except KeyError:
+                return None
+            known[zone] = (hist.lows, hist.highs, columns)
+            out.append(columns)
+        return out
+
+    def _widen(self, buckets):
+        """Add ``buckets`` to the layout, keeping it ascending."""
+        layout = sorted(set(self._columns) | buckets)
+        columns = {b: i for i, b in enumerate(layout)}
+        raw = np.zeros((self._raw.shape[0], len(layout)), dtype=np.int64)
+        if self._columns:
+            raw[:, [columns[b] for b in zip(self.lows, self.highs, strict=True)]] = self._raw
+        self._raw, self._columns = raw, columns
+        self.lows = tuple(low for low, _ in layout)
+        self.highs = tuple(high for _, high in layout)
+        self._zone_columns.clear()
+
+    def _add(self, zones, seen):
+        """New rows for ``zones``: no events, a total of 0, seen at ``seen``."""
+        first = len(self._rows)
+        for i, zone in enumerate(zones):
+            self._rows[zone] = first + i
+        n = len(zones)
+        self._raw = np.concatenate([self._raw, np.zeros((n, self._raw.shape[1]), np.int64)])
+        self._totals = np.concatenate([self._totals, np.zeros(n, np.int64)])
+        self._seen = np.concatenate([self._seen, np.full(n, seen)])
+
+    def _drop(self, zones):
+        for zone in zones:
+            del self._rows[zone]
+            self._zone_columns.pop(zone, None)
+        keep = np.fromiter(self._rows.values(), dtype=np.intp, count=len(self._rows))
+        self._raw, self._totals, self._seen = self._raw[keep], self._totals[keep], self._seen[keep]
+        self._rows = {zone: i for i, zone in enumerate(self._rows)}

@@ -1,4 +1,4 @@
-"""Percentiles of a bucketed distribution.
+"""Percentiles of bucketed distributions, every zone of a meter at once.
 
 The kernel keeps histograms, not events, so a percentile is located in the
 bucket that holds the event of that rank and interpolated linearly inside
@@ -6,136 +6,159 @@ it.  The error is bounded by the bucket's width: at most 10% of the value for
 the log-linear buckets every shipped script uses (``llquantize`` with 100
 steps per decade in D; 16 sub-buckets per power of two, 6.25%, in bpftrace).
 
+Definitions (exact: ranks in integer arithmetic, then one formula in
+floating point, the same for every zone):
+
+* percentile ``P`` of ``n`` events: the event of rank ``ceil(P n / 100)``
+  (nearest rank), placed among its bucket's ``c`` events spread evenly over
+  ``[low, high]``: ``low + (high - low) * (rank - below - 0.5) / c``, where
+  ``below`` is the number of events in lower buckets;
+* max: the high bound of the highest bucket with events;
+* midpoint sum: the sum of each bucket's events times ``(low + high) / 2``,
+  which estimates a ``.sum`` where the script keeps no exact one.
+
 Open-ended buckets (an int64 limit as a bound) are clamped to their finite
 bound: a percentile in the overflow bucket reads as that bucket's low bound.
+Empty buckets change nothing, so every zone of a meter shares one layout.
 """
 
-import math
-from bisect import bisect_left
-from itertools import accumulate
-from operator import add, mul
+import numpy as np
 
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN
 
+#: the percentiles every distribution meter reports
+PERCENTS = (50, 95, 99)
 
-def _finite_bounds(histogram):
-    """``(lows, highs)`` with an open-ended first or last bucket clamped to
-    its finite bound (only the ends can be open)."""
-    lows, highs = histogram.lows, histogram.highs
-    if not lows or (lows[0] != INT64_MIN and highs[-1] != INT64_MAX):
-        return lows, highs
-    lows, highs = list(lows), list(highs)
-    if lows[0] == INT64_MIN:
-        lows[0] = highs[0]
-    if highs[-1] == INT64_MAX:
-        highs[-1] = lows[-1]
-    return tuple(lows), tuple(highs)
+#: below this, an int64 dot product of counts and bound sums cannot overflow
+_SAFE = 2**62
 
 
-def quantiles(histogram, fractions):
-    """Percentiles for several fractions (ascending or not) in one pass.
+class Stats:
+    """Statistics of several histograms over one layout, one row each.
 
-    Each uses the nearest-rank definition -- the event of rank ceil(q * n) --
-    and interpolates that event's position inside its bucket.  Returns a
-    list of None for an empty histogram.
+    ``percentiles``: one list per requested percent, ``float`` per row;
+    ``max``: ``int`` per row; ``midpoints``: the midpoint sum, ``float`` per
+    row.  A row without events has None for its percentiles and max, and a
+    midpoint sum of 0.0.
     """
-    for q in fractions:
-        if not 0 < q <= 1:
-            raise ValueError(f"percentile fraction must be in (0, 1], not {q}")
-    counts = histogram.counts
-    total = sum(counts)
-    if total <= 0:
-        return [None] * len(fractions)
-    lows, highs = _finite_bounds(histogram)
-    wanted = sorted((max(1, math.ceil(q * total)), i) for i, q in enumerate(fractions))
-    out = [None] * len(fractions)
-    seen, k = 0, 0
-    for b, count in enumerate(counts):
-        upto = seen + count
-        while k < len(wanted) and wanted[k][0] <= upto:
-            rank, i = wanted[k]
-            # the rank-th event's place among this bucket's events, spread
-            # evenly over [low, high]
-            out[i] = lows[b] + (highs[b] - lows[b]) * (rank - seen - 0.5) / count
-            k += 1
-        seen = upto
-    for _, i in wanted[k:]:  # only if counts were inconsistent
-        out[i] = highs[-1]
-    return out
+
+    __slots__ = ("percentiles", "max", "midpoints")
+
+    def __init__(self, percentiles, top, midpoints):
+        self.percentiles, self.max, self.midpoints = percentiles, top, midpoints
 
 
-def percentile(histogram, q):
-    """The value below which a fraction ``q`` (0 < q <= 1) of events fell."""
-    return quantiles(histogram, (q,))[0]
+class _Bounds:
+    """A layout's clamped bounds in the forms the arithmetic needs."""
+
+    __slots__ = ("highs", "low_f", "width_f", "sums", "sums_max")
+
+    def __init__(self, lows, highs):
+        lows, highs = list(lows), list(highs)
+        for b, low in enumerate(lows):
+            if low == INT64_MIN:
+                lows[b] = highs[b]
+            if highs[b] == INT64_MAX:
+                highs[b] = lows[b]
+        self.highs = highs
+        # Python's int -> float is correctly rounded, as numpy's int64 ->
+        # float64 is: each product below is the one a scalar computation
+        # would make
+        self.low_f = np.array([float(lo) for lo in lows])
+        self.width_f = np.array([float(hi - lo) for lo, hi in zip(lows, highs, strict=True)])
+        sums = [lo + hi for lo, hi in zip(lows, highs, strict=True)]
+        self.sums_max = max((abs(s) for s in sums), default=0)
+        self.sums = np.array(sums, dtype=np.int64) if self.sums_max < _SAFE else sums
 
 
-def maximum(histogram):
-    """Upper bound of the highest non-empty bucket (None when empty)."""
-    filled = [b for b, count in enumerate(histogram.counts) if count]
-    if not filled:
-        return None
-    return _finite_bounds(histogram)[1][filled[-1]]
+_CACHE = {}
+_CACHE_MAX = 64
 
 
-def summary(histogram, fractions=(0.5, 0.95, 0.99)):
-    """``{"p50": .., "p95": .., "p99": .., "max": .., "count": n}``."""
-    values = quantiles(histogram, fractions)
-    out = {f"p{round(f * 100)}": v for f, v in zip(fractions, values, strict=True)}
-    out["max"] = maximum(histogram)
-    out["count"] = histogram.count
-    return out
+def _bounds(lows, highs):
+    """The layout's :class:`_Bounds` (cached: a meter keeps its layout poll after poll)."""
+    key = (lows, highs)
+    cached = _CACHE.get(key)
+    if cached is None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        cached = _CACHE[key] = _Bounds(lows, highs)
+    return cached
 
 
-def interval_stats(histogram):
-    """``(p50, p95, p99, max, midpoint_sum)`` of one interval.
+def interval_stats(lows, highs, counts, percents=PERCENTS):
+    """:class:`Stats` of each row of ``counts``.
 
-    The meters read these from every busy zone's interval histogram on every
-    poll, so the walk over buckets happens in C: running totals by
-    ``accumulate``, each rank's bucket (and the highest non-empty one, the
-    max) by ``bisect``, the midpoint sum as one dot product with the
-    layout's cached ``low + high`` sums.  Same definitions as
-    :func:`quantiles` and :func:`maximum` (ranks in exact integer
-    arithmetic); empty buckets are allowed.  Returns None for an interval
-    without events.
+    ``lows``, ``highs``: the layout, tuples of ``int`` (ascending, bounds
+    inclusive); ``counts``: a 2-D ``int64`` array, one histogram per row
+    over that layout, every count >= 0 (an interval's events).  ``percents``:
+    integers in 1..100.
     """
-    counts = histogram.counts
-    if not counts:
+    for pct in percents:
+        if not (isinstance(pct, int) and 0 < pct <= 100):
+            raise ValueError(f"a percentile must be an integer in 1..100, not {pct!r}")
+    counts = np.asarray(counts, dtype=np.int64)
+    n_rows = counts.shape[0]
+    percentiles = [[None] * n_rows for _ in percents]
+    top = [None] * n_rows
+    midpoints = [0.0] * n_rows
+    if not n_rows or not len(lows):
+        return Stats(percentiles, top, midpoints)
+    totals = counts.sum(axis=1)
+    busy = np.flatnonzero(totals > 0)
+    if not len(busy):
+        return Stats(percentiles, top, midpoints)
+    bounds = _bounds(tuple(lows), tuple(highs))
+    if len(busy) < n_rows:
+        counts, totals = counts[busy], totals[busy]
+    used = np.flatnonzero(counts.any(axis=0))  # the buckets any row has events in
+    counts = counts[:, used]
+    running = np.cumsum(counts, axis=1)
+    rows = np.arange(len(busy))
+    low_f, width_f = bounds.low_f[used], bounds.width_f[used]
+
+    def bucket_of(rank):
+        """Each row's bucket holding its event of ``rank`` (running counts
+        rise only at buckets with events, so this one has some)."""
+        return (running < rank[:, None]).sum(axis=1)
+
+    values = []
+    for pct in percents:
+        rank = -(-totals * pct // 100)
+        b = bucket_of(rank)
+        in_bucket = counts[rows, b]
+        below = running[rows, b] - in_bucket
+        values.append((low_f[b] + width_f[b] * ((rank - below) - 0.5) / in_bucket).tolist())
+    highest = used[bucket_of(totals)].tolist()
+    mids = _midpoint_sums(counts, totals, used, bounds)
+    if len(busy) == n_rows:
+        return Stats(values, [bounds.highs[b] for b in highest], mids)
+    for i, row in enumerate(busy.tolist()):
+        for column, value in zip(percentiles, values, strict=True):
+            column[row] = value[i]
+        top[row] = bounds.highs[highest[i]]
+        midpoints[row] = mids[i]
+    return Stats(percentiles, top, midpoints)
+
+
+def _midpoint_sums(counts, totals, used, bounds):
+    """``sum(count * (low + high)) / 2`` per row, the sum exact as in Python ints."""
+    if isinstance(bounds.sums, np.ndarray):
+        sums = bounds.sums[used]
+        biggest = int(np.abs(sums).max())
+        if int(totals.max()) * biggest < _SAFE:
+            return ((counts @ sums) / 2).tolist()
+    sums = [bounds.sums[b] for b in used.tolist()]
+    return [sum(int(c) * s for c, s in zip(row, sums, strict=True)) / 2
+            for row in counts.tolist()]
+
+
+def histogram_stats(histogram, percents=PERCENTS):
+    """``(p..., max, midpoint_sum)`` of one :class:`Histogram` (counts >= 0),
+    by :func:`interval_stats`; None when it has no events."""
+    if not histogram.counts:
         return None
-    running = list(accumulate(counts))
-    total = running[-1]
-    if total <= 0:
+    stats = interval_stats(histogram.lows, histogram.highs, [histogram.counts], percents)
+    if stats.max[0] is None:
         return None
-    lows, highs = _finite_bounds(histogram)
-    # the rank-th event's place among its bucket's events, spread evenly;
-    # ranks ceil(0.5 n), ceil(0.95 n), ceil(0.99 n), each at or above the
-    # last.  Written out three times, not looped: this runs for every busy
-    # zone and meter of every poll, and a loop took about 15% longer.
-    rank = (total + 1) // 2
-    i = bisect_left(running, rank)
-    p50 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
-    rank = -(-total * 95 // 100)
-    i = bisect_left(running, rank, i)
-    p95 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
-    rank = -(-total * 99 // 100)
-    i = bisect_left(running, rank, i)
-    p99 = lows[i] + (highs[i] - lows[i]) * (rank - running[i] + counts[i] - 0.5) / counts[i]
-    top = highs[bisect_left(running, total, i)]
-    return p50, p95, p99, top, sum(map(mul, counts, _bound_sums(lows, highs))) / 2
-
-
-#: bucket layout (lows) -> (highs, low + high of each bucket): a zone's
-#: layout rarely changes between polls, and many zones share one
-_BOUND_SUMS = {}
-_BOUND_SUMS_MAX = 4096
-
-
-def _bound_sums(lows, highs):
-    """Each bucket's ``low + high`` (twice its midpoint, exact; finite bounds)."""
-    cached = _BOUND_SUMS.get(lows)
-    if cached is not None and cached[0] == highs:
-        return cached[1]
-    sums = list(map(add, lows, highs))
-    if len(_BOUND_SUMS) >= _BOUND_SUMS_MAX:
-        _BOUND_SUMS.clear()
-    _BOUND_SUMS[lows] = (highs, sums)
-    return sums
+    return (*(column[0] for column in stats.percentiles), stats.max[0], stats.midpoints[0])

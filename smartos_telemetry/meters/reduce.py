@@ -1,74 +1,73 @@
-"""From snapshots to meter samples: the arithmetic the meters bill on.
+"""From snapshots to meter intervals: the arithmetic the meters bill on.
 
-:class:`SnapshotReducer` holds one :class:`~smartos_telemetry.meters.accumulator.Accumulator`
-per aggregation it reads.  Each polling interval it takes the latest
-snapshot of every script (cumulative since the engine started) and returns
-:class:`MeterSample` objects, engine-neutral and Ceilometer-neutral:
+:class:`SnapshotReducer` holds one accumulator per aggregation it reads
+(:mod:`~smartos_telemetry.meters.accumulator`).  Each polling interval it
+takes the latest snapshot of every script (cumulative since the engine
+started) and returns an :class:`~smartos_telemetry.meters.intervals.Intervals`:
+per meter, every zone's interval as columns, engine-neutral and
+Ceilometer-neutral (``meters/intervals.py`` says what each column holds):
 
 * distributions: percentiles and max of *this interval's* events (the
-  accumulator's histogram delta), gauges emitted only for zones with events
-  in the interval; cumulative ``.count`` and ``.sum`` for every zone seen;
-* counters: the accumulator's running total, which never goes backwards;
+  accumulator's histogram delta), for zones with events in the interval;
+  cumulative event counts and sums for every zone seen;
+* counters: the accumulator's running total, which never goes backwards,
+  and what the interval added;
 * engine health: drops, errors and restarts per host.
 
-Zone keys are passed through as the scripts record them (cgroup id,
+Zone keys are passed through as the snapshots key them (cgroup id,
 zonename or zoneid); naming them is the zone layer's job.  ``zones``, when
-given, limits the samples to those keys, so a zone that is not a known
+given, limits the result to those keys, so a zone that is not a known
 tenant never gets samples.
 """
 
-import gc
-import typing
+import time
 
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.meters.accumulator import COUNTER, Accumulator, Saved
+from smartos_telemetry.meters.accumulator import (
+    COUNTER,
+    Accumulator,
+    HistogramAccumulator,
+    Saved,
+)
+from smartos_telemetry.meters.intervals import HOST, Intervals, MeterIntervals, MeterSample
 from smartos_telemetry.meters.percentiles import interval_stats
 
-HOST = None  # the zone of host-level samples
+__all__ = ["ESTIMATE_SUFFIX", "HOST", "MeterSample", "SnapshotReducer"]
+
 #: the section of a meter's estimated sums in :meth:`SnapshotReducer.export`
 ESTIMATE_SUFFIX = ".sum~"
 
-#: MeterSample((...)) without the keyword-argument layer: a poll of a busy
-#: host makes tens of thousands
-_sample = tuple.__new__
-
-
-class MeterSample(typing.NamedTuple):
-    """One sample, before it becomes a Ceilometer Sample (a named tuple:
-    tens of thousands are made per poll on a busy host)."""
-
-    name: str
-    type: str  # gauge | cumulative
-    unit: str
-    volume: float
-    zone: object  # a zone key, or HOST
-
-    def as_dict(self):
-        return self._asdict()
-
 
 class SnapshotReducer:
-    """Meter samples for one platform and engine, interval after interval."""
+    """Meter intervals for one platform and engine, poll after poll."""
 
-    def __init__(self, platform, engine, ttl=900.0, max_zones=10000, keep_histograms=False):
+    def __init__(self, platform, engine, ttl=900.0, max_zones=10000, keep_histograms=False,
+                 clock=time.monotonic):
         """``keep_histograms``: keep the last poll's interval histogram of
         every busy zone in :attr:`interval_histograms`, ``{(meter name,
-        zone): Histogram}`` (what smartos-dtrace-top draws)."""
+        zone): Histogram}`` (what smartos-dtrace-top drew before it read
+        the :class:`Intervals`)."""
         self.platform_engine = (platform, engine)
         self.keep_histograms = keep_histograms
         self.interval_histograms = {}
         self.meters = catalogue.meters_for(platform, engine)
         self.health_meters = [m for m in catalogue.CATALOGUE if m.kind == "health"]
+        self._histogram_keys = {(m.name, m.sources[self.platform_engine].aggregation)
+                                for m in self.meters if m.kind == "distribution"}
         self._ttl = ttl
         self._max_zones = max_zones
+        self._clock = clock
         self._accumulators = {}
         self._estimated_sums = {}
 
     def _acc(self, key):
+        """The accumulator of ``(meter name, aggregation)``: a histogram one for
+        a distribution's own aggregation, a counter one otherwise."""
         acc = self._accumulators.get(key)
         if acc is None:
-            acc = self._accumulators[key] = Accumulator(
-                ":".join(key), ttl=self._ttl, max_zones=self._max_zones)
+            kind = HistogramAccumulator if key in self._histogram_keys else Accumulator
+            acc = self._accumulators[key] = kind(
+                ":".join(key), ttl=self._ttl, max_zones=self._max_zones, clock=self._clock)
         return acc
 
     def scripts(self):
@@ -129,74 +128,59 @@ class SnapshotReducer:
             rows = {z: v for z, v in rows.items() if z in zones}
         return rows
 
+    # -- one poll --------------------------------------------------------------------
     def reduce(self, snapshots, generation=0, zones=None):
-        """``snapshots``: ``{script: Snapshot}``; returns a list of MeterSample."""
-        # a poll makes a few hundred thousand short-lived, acyclic objects;
-        # the cyclic collector would rescan the long-lived snapshots many
-        # times over (it doubled the poll time with 1,000 zones)
-        was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            return self._reduce(snapshots, generation, zones)
-        finally:
-            if was_enabled:
-                gc.enable()
-
-    def _reduce(self, snapshots, generation, zones):
+        """``snapshots``: ``{script: Snapshot}``; returns the poll's
+        :class:`~smartos_telemetry.meters.intervals.Intervals` (iterating it
+        gives every :class:`MeterSample`)."""
         out = []
-        self.interval_histograms = {}
         for meter in self.meters:
             src = meter.sources[self.platform_engine]
             snap = snapshots.get(src.script)
             if snap is None:
                 continue
             rows = self._zone_rows(snap, src.aggregation, zones)
-            intervals = self._acc((meter.name, src.aggregation)).update(rows, generation)
             if meter.kind == "counter":
-                out.extend(_sample(MeterSample, (meter.name, "cumulative", meter.unit, iv.total,
-                                                 zone))
-                           for zone, iv in intervals.items())
+                out.append(_counter(meter, self._acc((meter.name, src.aggregation)).update(
+                    rows, generation)))
                 continue
             sums = None
             if src.sum_aggregation:
                 sums = self._acc((meter.name, src.sum_aggregation)).update(
                     self._zone_rows(snap, src.sum_aggregation, zones), generation)
-            self._distributions(meter, intervals, sums, out)
-            self._forget_estimates(meter.name, (meter.name, src.aggregation))
+            out.append(self._distribution(meter, self._acc((meter.name, src.aggregation)).update(
+                rows, generation), sums))
         out.extend(self._health(snapshots, generation))
-        return out
+        intervals = Intervals(out)
+        if self.keep_histograms:
+            self.interval_histograms = {
+                (mi.name, zone): mi.histogram(zone)
+                for mi in out if mi.kind == "distribution"
+                for zone, top in zip(mi.zones, mi.max, strict=True) if top is not None}
+        return intervals
 
-    def _distributions(self, meter, intervals, sums, out):
-        """Append each zone's samples of one distribution meter to ``out``.
-
-        The busiest loop of a poll (zones x distribution meters), so the
-        sample names are made once and the samples built as plain tuples."""
-        unit = meter.unit
-        p50, p95, p99, top, count, total = (f"{meter.name}.{s}" for s in (
-            "p50", "p95", "p99", "max", "count", "sum"))
+    def _distribution(self, meter, update, sums):
+        """One distribution meter's :class:`MeterIntervals` from its
+        accumulator's update and, where the script keeps one, its exact sums."""
+        stats = interval_stats(update.lows, update.highs, update.deltas)
         estimates = self._estimated_sums.setdefault(meter.name, {})
-        for zone, interval in intervals.items():
-            stats = interval_stats(interval.delta)
-            midpoints = 0.0
-            if stats is not None:
-                if self.keep_histograms:
-                    self.interval_histograms[(meter.name, zone)] = interval.delta
-                out += (_sample(MeterSample, (p50, "gauge", unit, stats[0], zone)),
-                        _sample(MeterSample, (p95, "gauge", unit, stats[1], zone)),
-                        _sample(MeterSample, (p99, "gauge", unit, stats[2], zone)),
-                        _sample(MeterSample, (top, "gauge", unit, stats[3], zone)))
-                midpoints = stats[4]
+        column = []
+        for zone, midpoints in zip(update.zones, stats.midpoints, strict=True):
             if sums is not None and zone in sums:
-                value = sums[zone].total
+                column.append(sums[zone].total)
             else:
                 value = estimates[zone] = estimates.get(zone, 0.0) + midpoints
-            out += (_sample(MeterSample, (count, "cumulative", "event", interval.total, zone)),
-                    _sample(MeterSample, (total, "cumulative", unit, value, zone)))
+                column.append(value)
+        self._forget_estimates(meter.name, self._acc(
+            (meter.name, meter.sources[self.platform_engine].aggregation)))
+        p50, p95, p99 = stats.percentiles
+        return MeterIntervals(meter, update.zones, update.totals.tolist(), update.added.tolist(),
+                              sums=column, p50=p50, p95=p95, p99=p99, max=stats.max,
+                              histograms=update.deltas, lows=update.lows, highs=update.highs)
 
-    def _forget_estimates(self, name, acc_key):
+    def _forget_estimates(self, name, acc):
         """Drop the estimated sums of zones the accumulator has forgotten."""
         estimates = self._estimated_sums.get(name, {})
-        acc = self._accumulators[acc_key]
         for zone in [z for z in estimates if z not in acc]:
             del estimates[zone]
 
@@ -211,8 +195,14 @@ class SnapshotReducer:
         restarts = sum(s.health.restarts for s in unique)
         values = {"telemetry.engine.drops": drops, "telemetry.engine.errors": errors,
                   "telemetry.engine.restarts": restarts}
-        out = []
-        for meter in self.health_meters:
-            iv = self._acc((meter.name, "host")).update({HOST: values[meter.name]}, generation)
-            out.append(MeterSample(meter.name, "cumulative", meter.unit, iv[HOST].total, HOST))
-        return out
+        return [_counter(meter, self._acc((meter.name, "host")).update(
+                    {HOST: values[meter.name]}, generation))
+                for meter in self.health_meters]
+
+
+def _counter(meter, update):
+    """A counter (or health) meter's :class:`MeterIntervals` from its
+    accumulator's ``{zone: Interval}``."""
+    intervals = update.values()
+    return MeterIntervals(meter, update, [iv.total for iv in intervals],
+                          [iv.delta for iv in intervals])

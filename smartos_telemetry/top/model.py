@@ -26,7 +26,7 @@ import dataclasses
 import datetime
 import time
 
-from smartos_telemetry.meters.percentiles import interval_stats
+from smartos_telemetry.meters.percentiles import histogram_stats
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 from smartos_telemetry.text_format import display_text
@@ -289,7 +289,7 @@ class TopModel:
         for (zone_id, meter), hist in merged.items():
             row = rows[zone_id]
             row.histograms[meter] = hist
-            stats = interval_stats(hist)
+            stats = histogram_stats(hist)
             row.meters[meter]["count"] = hist.count
             if stats is not None:
                 for stat, value in zip(("p50", "p95", "p99", "max"), stats, strict=False):
