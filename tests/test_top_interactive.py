@@ -15,7 +15,7 @@ import time
 
 import pytest
 from linux_workloads import pid_alive, scratch_cgroups, wait_for
-from test_top_batch import REPO, children, hot_and_cool, plain_parent, top_command
+from test_top_batch import REPO, children, hot_and_cool, plain_parent, svg_heatmaps, top_command
 
 pytestmark = pytest.mark.root
 
@@ -97,11 +97,11 @@ def zones():
         yield cg
 
 
-def start(cg, width, height):
+def start(cg, width, height, *more):
     """The view in a ``width`` x ``height`` pane, showing all three rows; ``(pane, the
-    pids of its bpftrace children)``."""
-    pane = Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent", plain_parent(cg)),
-                width, height)
+    pids of its bpftrace children)``.  ``more``: further arguments."""
+    pane = Pane(top_command("-i", "1", "-e", "bpftrace", "--plain-parent", plain_parent(cg),
+                            *more), width, height)
     try:
         pane.wait(lambda s: shown(s) and len(data_rows(s)) == 3)
         engine_pids = children(pane.pid, "bpftrace")
@@ -247,8 +247,9 @@ def grid(screen):
 
 
 @pytest.mark.parametrize("width,height", [(80, 24), (160, 40)])
-def test_the_heatmap_view_opens_switches_meter_and_goes_back(zones, width, height):
-    pane, engine_pids = start(zones, width, height)
+def test_the_heatmap_view_opens_switches_meter_and_goes_back(zones, width, height, tmp_path):
+    svg = tmp_path / "live.svg"  # --heatmap with the live view: written when it quits
+    pane, engine_pids = start(zones, width, height, "--heatmap", str(svg))
     try:
         pane.keys("/", "h", "o", "t", "Enter")
         pane.wait(lambda s: data_rows(s) == ["hot"])
@@ -282,5 +283,9 @@ def test_the_heatmap_view_opens_switches_meter_and_goes_back(zones, width, heigh
         pane.wait(lambda s: any(line.startswith("cpu.runqueue.latency (ns): ") for line in s))
         pane.keys("q")
         assert_clean_exit(pane, engine_pids)
+        assert "heatmaps written to " in pane.text()
+        maps = svg_heatmaps(svg.read_text())
+        assert set(maps) == {"hot", "cool", "(host)"}
+        assert len(maps["hot"]["cpu.runqueue.latency"]) >= 4  # every interval it ran
     finally:
         pane.close()
