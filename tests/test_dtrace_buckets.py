@@ -47,7 +47,7 @@ def test_negative_quantize_buckets_hold_what_the_kernel_puts_there():
 def test_lquantize_parameters_and_bounds():
     word = (10 << 48) | (5 << 32) | ((-20) & 0xFFFFFFFF)
     assert buckets.lquantize_params(word) == (-20, 10, 5)
-    b = buckets.lquantize_bounds(-20, 10, 5, family="oracle")
+    b = buckets.lquantize_bounds(-20, 10, 5, value_bits=64)
     assert b[0] == (INT64_MIN, -21) and b[1] == (-20, -11) and b[-1] == (30, INT64_MAX)
     assert len(b) == 7 and contiguous(b)
 
@@ -55,17 +55,17 @@ def test_lquantize_parameters_and_bounds():
 def test_illumos_lquantize_ends_are_int32_limited():
     # the illumos kernel buckets (int32_t)value (dtrace_aggregate_lquantize):
     # nothing it counted lies beyond the int32 limits
-    b = buckets.lquantize_bounds(-20, 10, 5, family="illumos")
+    b = buckets.lquantize_bounds(-20, 10, 5, value_bits=32)
     assert b[0] == (-(2**31), -21) and b[-1] == (30, 2**31 - 1)
-    assert b[1:-1] == buckets.lquantize_bounds(-20, 10, 5, family="oracle")[1:-1]
+    assert b[1:-1] == buckets.lquantize_bounds(-20, 10, 5, value_bits=64)[1:-1]
     assert contiguous(b)
 
 
 def test_llquantize_encodings_differ_between_families():
     illumos = (10 << 48) | (2 << 32) | (4 << 16) | 20
     oracle = (20 << 48) | (4 << 32) | (2 << 16) | 10
-    assert buckets.llquantize_params(illumos, "illumos") == (10, 2, 4, 20)
-    assert buckets.llquantize_params(oracle, "oracle") == (10, 2, 4, 20)
+    assert buckets.llquantize_params_illumos(illumos) == (10, 2, 4, 20)
+    assert buckets.llquantize_params_oracle(oracle) == (10, 2, 4, 20)
 
 
 def test_illumos_llquantize_bounds():

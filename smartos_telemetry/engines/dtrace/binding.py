@@ -1,4 +1,4 @@
-"""Load the compiled libdtrace binding and describe its ABI family.
+"""Load the compiled libdtrace binding: one class per ABI family.
 
 The cffi extension ``_libdtrace`` exists only where the package was built
 against a <dtrace.h>.  Importing this module never fails; asking for the
@@ -11,6 +11,7 @@ import functools
 import importlib
 import os
 
+from smartos_telemetry.engines.dtrace import buckets
 from smartos_telemetry.errors import EngineUnavailable
 
 ENGINE = "libdtrace"
@@ -56,18 +57,26 @@ DROP_KINDS = {
 
 
 class Binding:
-    """One loaded build of the binding: ``ffi``, ``lib`` and ABI facts."""
+    """One loaded build of the binding: ``ffi``, ``lib`` and ABI facts.
+
+    The two libdtrace families (illumos, Oracle DTrace 2.x) differ in how
+    aggregation records are laid out, how histogram parameters are encoded
+    and a few calls; each difference is a method of :class:`IllumosBinding`
+    or :class:`OracleBinding`, so the consumer and the decoder never ask
+    which family they run on.
+    """
+
+    #: "illumos" or "oracle" (for messages and tests)
+    family = None
+    #: True where a process may open only one consumer, ever
+    one_consumer_per_process = False
 
     def __init__(self, module):
         self.module = module
         self.ffi = module.ffi
         self.lib = module.lib
-        self.family = "oracle" if self.lib.ST_ABI_ORACLE else "illumos"
         lib = self.lib
-        if self.family == "oracle":
-            self.agg_actions = dict(ORACLE_AGG_ACTIONS)
-        else:
-            self.agg_actions = {getattr(lib, m): a for m, a in ILLUMOS_AGG_MACROS.items()}
+        self.agg_actions = self._agg_actions()
         self.drop_kinds = {getattr(lib, m): k for m, k in DROP_KINDS.items()}
         self.symbol_actions = {
             lib.DTRACEACT_SYM: "sym",
@@ -87,10 +96,100 @@ class Binding:
         msg = self.lib.dtrace_errmsg(handle, err)
         return self.ffi.string(msg).decode("utf-8", "replace") if msg else f"error {err}"
 
+    # -- what differs between the families ----------------------------------
+    def _agg_actions(self):
+        raise NotImplementedError
+
+    def init(self, handle):
+        """Whatever must follow dtrace_open before options take effect; 0 or -1."""
+        return 0
+
+    def go(self, handle):
+        """``dtrace_go``: 0 or -1."""
+        raise NotImplementedError
+
+    def agg_records(self, desc):
+        """``(key records, value record, parameter word or None, header bytes
+        before the value's buckets, normalization or None)`` of an
+        aggregation description; None: read from each row."""
+        raise NotImplementedError
+
+    def row_keys_and_normal(self, aggdata, layout):
+        """``(the buffer a row's key offsets index, its normalization factor)``."""
+        raise NotImplementedError
+
+    def lquantize_bounds(self, word):
+        raise NotImplementedError
+
+    def llquantize_bounds(self, word):
+        raise NotImplementedError
+
+
+class IllumosBinding(Binding):
+    """illumos libdtrace (SmartOS): one record array, parameters in the data."""
+
+    family = "illumos"
+
+    def _agg_actions(self):
+        return {getattr(self.lib, m): a for m, a in ILLUMOS_AGG_MACROS.items()}
+
+    def go(self, handle):
+        return self.lib.dtrace_go(handle)
+
+    def agg_records(self, desc):
+        # dtagd_rec[0] is the variable id, [1..n-2] the keys, [n-1] the value;
+        # l/llquantize values start with their parameter word (8 bytes)
+        recs = self.ffi.cast("dtrace_recdesc_t *", desc.dtagd_rec)
+        n = desc.dtagd_nrecs
+        return [recs[i] for i in range(1, n - 1)], recs[n - 1], None, 8, None
+
+    def row_keys_and_normal(self, aggdata, layout):
+        return aggdata.dtada_data, aggdata.dtada_normal or 1
+
+    def lquantize_bounds(self, word):
+        # the kernel buckets (int32_t)value (uts/common/dtrace/dtrace.c,
+        # dtrace_aggregate_lquantize)
+        return buckets.lquantize_bounds(*buckets.lquantize_params(word), value_bits=32)
+
+    def llquantize_bounds(self, word):
+        return buckets.llquantize_bounds(*buckets.llquantize_params_illumos(word))
+
+
+class OracleBinding(Binding):
+    """Oracle DTrace 2.x on Linux: keys and data apart, parameters in the signature."""
+
+    family = "oracle"
+    # after a first handle (open or closed), a second one fails in dtrace_go
+    # ("BPF program load for 'dtrace:::BEGIN' failed: Bad file descriptor")
+    one_consumer_per_process = True
+
+    def _agg_actions(self):
+        return dict(ORACLE_AGG_ACTIONS)
+
+    def init(self, handle):
+        return self.lib.dtrace_init(handle)
+
+    def go(self, handle):
+        return self.lib.dtrace_go(handle, 0)
+
+    def agg_records(self, desc):
+        # dtagd_krecs[0] is the aggregation id; dtagd_drecs[0] a generation counter
+        krecs = [desc.dtagd_krecs[i] for i in range(1, desc.dtagd_nkrecs)]
+        return krecs, desc.dtagd_drecs[1], desc.dtagd_sig, 0, desc.dtagd_normal
+
+    def row_keys_and_normal(self, aggdata, layout):
+        return aggdata.dtada_key, layout.normal or 1
+
+    def lquantize_bounds(self, word):
+        return buckets.lquantize_bounds(*buckets.lquantize_params(word), value_bits=64)
+
+    def llquantize_bounds(self, word):
+        return buckets.llquantize_bounds_oracle(*buckets.llquantize_params_oracle(word))
+
 
 @functools.cache
 def binding_from_module(module):
-    return Binding(module)
+    return (OracleBinding if module.lib.ST_ABI_ORACLE else IllumosBinding)(module)
 
 
 def load_binding():

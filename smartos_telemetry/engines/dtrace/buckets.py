@@ -13,8 +13,9 @@ Parameter encodings differ between the two libdtrace families
 * llquantize: illumos ``factor << 48 | low << 32 | high << 16 | nsteps``;
   Oracle ``nsteps << 48 | high << 32 | low << 16 | factor``.
 
-The llquantize bucket layouts differ too (Oracle's was measured on DTrace
-2.0.7, see ``llquantize_bounds_oracle``).
+The llquantize bucket layouts differ too (see ``llquantize_bounds_oracle``).
+Which family reads which encoding is the binding's
+(``binding.py``: ``IllumosBinding``, ``OracleBinding``).
 """
 
 
@@ -78,25 +79,21 @@ def lquantize_params(word):
     return base, _u16(word, 48), _u16(word, 32)
 
 
-INT32_MIN = -(2**31)
-INT32_MAX = 2**31 - 1
-
-
-def lquantize_bounds(base, step, levels, family="illumos"):
+def lquantize_bounds(base, step, levels, value_bits=64):
     """Bounds of ``lquantize(v, base, base + step * levels, step)``.
 
     One underflow bucket (below base), ``levels`` buckets of width ``step``,
     one overflow bucket (``base + levels * step`` and above).
 
-    The illumos kernel truncates the value to ``int32_t`` before bucketing
-    it (uts/common/dtrace/dtrace.c, dtrace_aggregate_lquantize), so these
-    buckets count the value's low 32 bits: the open ends stop at the int32
-    limits, and a value beyond 32 bits is counted in the bucket of its
-    truncation -- any bucket, an in-range one included.  Oracle DTrace 2.x
-    buckets the whole 64-bit value (measured on 2.0.7: 2^32 + 5 and
-    -2^32 + 25 land in the open ends), so there the ends are int64's.
+    ``value_bits``: the width of the value the kernel buckets.  The illumos
+    kernel truncates it to ``int32_t`` (uts/common/dtrace/dtrace.c,
+    dtrace_aggregate_lquantize), so its buckets count the value's low 32
+    bits: the open ends stop at the int32 limits, and a value beyond 32 bits
+    is counted in the bucket of its truncation -- any bucket, an in-range one
+    included.  Oracle DTrace 2.x buckets the whole 64-bit value
+    (tests/libdtrace_real: 2^32 + 5 and -2^32 + 25 land in the open ends).
     """
-    low, high = (INT64_MIN, INT64_MAX) if family == "oracle" else (INT32_MIN, INT32_MAX)
+    low, high = -(1 << (value_bits - 1)), (1 << (value_bits - 1)) - 1
     bounds = [(low, base - 1)]
     for i in range(levels):
         first = base + i * step
@@ -105,11 +102,14 @@ def lquantize_bounds(base, step, levels, family="illumos"):
     return bounds
 
 
-def llquantize_params(word, family):
-    """``(factor, low, high, nsteps)`` from the llquantize encoding."""
-    if family == "oracle":
-        return _u16(word, 0), _u16(word, 16), _u16(word, 32), _u16(word, 48)
+def llquantize_params_illumos(word):
+    """``(factor, low, high, nsteps)`` from illumos' llquantize encoding."""
     return _u16(word, 48), _u16(word, 32), _u16(word, 16), _u16(word, 0)
+
+
+def llquantize_params_oracle(word):
+    """``(factor, low, high, nsteps)`` from Oracle DTrace's llquantize encoding."""
+    return _u16(word, 0), _u16(word, 16), _u16(word, 32), _u16(word, 48)
 
 
 def llquantize_bounds(factor, low, high, nsteps):
@@ -141,7 +141,7 @@ def llquantize_bounds(factor, low, high, nsteps):
 def llquantize_bounds_oracle(factor, low, high, nsteps):
     """Bounds of Oracle DTrace 2.x ``llquantize(v, factor, low, high, nsteps)``.
 
-    Measured on Oracle DTrace 2.0.7 (tests/libdtrace_real pin it down):
+    Oracle DTrace 2.x's layout (tests/libdtrace_real pin it down):
     the histogram is symmetric around a centre bucket holding
     ``|v| < factor^low``.  Each order of magnitude m in low..high has
     ``nsteps - nsteps / factor`` buckets of width ``factor^(m+1) / nsteps``

@@ -56,11 +56,10 @@ ENGINE = "dtrace"
 #: concurrent inits abort the process (seen on 2.0.7), so set-up holds it too.
 COMPILE_LOCK = threading.Lock()
 
-#: Oracle DTrace 2.0.7 runs one consumer per process: after a first handle
-#: (open or closed), a second one fails in dtrace_go with "BPF program load
-#: for 'dtrace:::BEGIN' failed: Bad file descriptor" (seen on this kernel).
-#: The agent therefore runs one program per process; this counts handles.
-_oracle_handles_opened = 0
+#: handles this process has opened, for a binding that allows one consumer
+#: per process (Binding.one_consumer_per_process): the agent therefore runs
+#: one combined program per process
+_handles_opened = 0
 
 #: consumer options and their defaults; every one can be overridden
 DEFAULT_OPTIONS = {
@@ -209,9 +208,9 @@ class DTraceConsumer(Engine):
                   self.program_info.dpi_matches if self.program_info else -1)
 
     def _open(self, b):
-        global _oracle_handles_opened
+        global _handles_opened
         ffi, lib = b.ffi, b.lib
-        if b.family == "oracle" and _oracle_handles_opened:
+        if b.one_consumer_per_process and _handles_opened:
             raise EngineError(
                 ENGINE, "Oracle DTrace 2.x runs one consumer per process and this process "
                 "has already had one; run each program in its own process (or combine "
@@ -222,8 +221,7 @@ class DTraceConsumer(Engine):
             raise EngineUnavailable(ENGINE, f"dtrace_open failed: {b.errmsg(ffi.NULL, err[0])}",
                                     "run as root on a host with DTrace support")
         self._handle = handle
-        if b.family == "oracle":
-            _oracle_handles_opened += 1
+        _handles_opened += 1
         opts = dict(DEFAULT_OPTIONS)
         opts.update(self.options)
         if int(str(opts["strsize"]).rstrip("bB")) < MIN_STRSIZE:
@@ -233,7 +231,7 @@ class DTraceConsumer(Engine):
             if lib.dtrace_setopt(handle, name.encode(), str(value).encode()) != 0:
                 raise ScriptError(ENGINE, f"cannot set option {name}={value}: "
                                   f"{b.errmsg(handle)}", script=self.script_name)
-        if b.family == "oracle" and lib.dtrace_init(handle) != 0:
+        if b.init(handle) != 0:
             raise EngineUnavailable(ENGINE, f"dtrace_init failed: {b.errmsg(handle)}")
         self._self_ref = ffi.new_handle(self)
         self._open_output_stream()
@@ -275,8 +273,7 @@ class DTraceConsumer(Engine):
         if lib.dtrace_program_exec(handle, prog, info) != 0:
             self._raise_compile_error(b.errmsg(handle))
         self.program_info = info
-        go = lib.dtrace_go(handle, 0) if b.family == "oracle" else lib.dtrace_go(handle)
-        if go != 0:
+        if b.go(handle) != 0:
             message = b.errmsg(handle)
             if _NOPROBE_RE.search(message):
                 raise ProbeNotFound(ENGINE, message, script=self.script_name)

@@ -3,7 +3,8 @@
 One :class:`AggDecoder` per consumer.  For each ``dtrace_aggdata_t`` the walk
 hands us, :meth:`AggDecoder.decode` returns ``(name, action, key, value)``.
 
-Where the records live differs by ABI family (``build_binding.py``):
+Where the records live differs by ABI family (``build_binding.py``; the
+binding classes of ``binding.py`` hold each family's reading):
 
 * illumos: ``dtagd_rec[0]`` is the variable id, ``dtagd_rec[1..n-2]`` the
   keys and ``dtagd_rec[n-1]`` the value, all at offsets into ``dtada_data``;
@@ -82,18 +83,7 @@ class AggDecoder:
         if found is not None:
             return found
         name = self.ffi.string(desc.dtagd_name).decode("utf-8", "replace")
-        if self.binding.family == "oracle":
-            krecs = [desc.dtagd_krecs[i] for i in range(1, desc.dtagd_nkrecs)]
-            vrec = desc.dtagd_drecs[1]
-            param_word, header = desc.dtagd_sig, 0
-            normal = desc.dtagd_normal
-        else:
-            recs = self.ffi.cast("dtrace_recdesc_t *", desc.dtagd_rec)
-            n = desc.dtagd_nrecs
-            krecs = [recs[i] for i in range(1, n - 1)]
-            vrec = recs[n - 1]
-            param_word, header = None, 8
-            normal = None  # per aggdata on illumos
+        krecs, vrec, param_word, header, normal = self.binding.agg_records(desc)
         action = self.binding.agg_actions.get(vrec.dtrd_action)
         if action is None:
             raise EngineOutputError(
@@ -107,15 +97,8 @@ class AggDecoder:
                 param_word = self._read_uint(aggdata.dtada_data + value_offset, 8)
             value_offset += header
             value_size -= header
-            if action == "lquantize":
-                bounds = buckets.lquantize_bounds(*buckets.lquantize_params(param_word),
-                                                  family=self.binding.family)
-            elif self.binding.family == "oracle":
-                bounds = buckets.llquantize_bounds_oracle(
-                    *buckets.llquantize_params(param_word, "oracle"))
-            else:
-                bounds = buckets.llquantize_bounds(
-                    *buckets.llquantize_params(param_word, "illumos"))
+            bounds = (self.binding.lquantize_bounds(param_word) if action == "lquantize"
+                      else self.binding.llquantize_bounds(param_word))
         if bounds is not None and len(bounds) * 8 != value_size:
             raise EngineOutputError(
                 f"aggregation @{name} ({action}): {value_size // 8} buckets recorded but "
@@ -206,11 +189,6 @@ class AggDecoder:
     def decode(self, aggdata):
         """``(name, action, key tuple, value)`` for one aggregation row."""
         layout = self.layout(aggdata)
-        if self.binding.family == "oracle":
-            key_base = aggdata.dtada_key
-            normal = layout.normal or 1
-        else:
-            key_base = aggdata.dtada_data
-            normal = aggdata.dtada_normal or 1
+        key_base, normal = self.binding.row_keys_and_normal(aggdata, layout)
         key = tuple(self._key(key_base, spec) for spec in layout.keys)
         return layout.name, layout.action, key, self._value(layout, aggdata.dtada_data, normal)
