@@ -1,0 +1,67 @@
+"""Linux: zones are tenant cgroups (cgroup v2), keyed by cgroup id."""
+
+import dataclasses
+import time
+
+from smartos_telemetry.platform.base import Platform
+
+
+class Linux(Platform):
+    name = "linux"
+    host_row_name = "(host)"
+    rolls_up_children = True
+    tracks_departed_zones = True
+
+    def zone_layer(self, options=None, plain_parents=()):
+        from smartos_telemetry.zones.linux_cgroups import (
+            CgroupZones,
+            ZoneConfig,
+            config_from_options,
+        )
+
+        config = config_from_options(options) if options is not None else ZoneConfig()
+        if plain_parents:
+            config = dataclasses.replace(
+                config, plain_parents=config.plain_parents + tuple(plain_parents))
+        return CgroupZones(config)
+
+    def cpu_reader(self, layer):
+        return CgroupCpu(layer.root)
+
+
+class CgroupCpu:
+    """CPU use of Linux zones from their cgroup's ``cpu.stat`` (``usage_usec``)."""
+
+    def __init__(self, root, clock=time.monotonic):
+        self.root = root.rstrip("/")
+        self.clock = clock
+        self._last = {}  # row id -> (usage_usec, when)
+
+    def _usage(self, path):
+        from smartos_telemetry.zones.linux_cgroups import os_path
+
+        try:
+            # a zone's path is text (linux_cgroups.name_text): the file's is its bytes
+            with open(f"{self.root}{os_path(path)}/cpu.stat", encoding="ascii") as f:
+                for line in f:
+                    name, _, value = line.partition(" ")
+                    if name == "usage_usec":
+                        return int(value)
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def read(self, paths):
+        """``{row id: percent of one CPU since the last read}`` for ``{row id: cgroup
+        path}`` (``""``: the root, i.e. the whole host); none for a new row."""
+        now, out, seen = self.clock(), {}, {}
+        for row_id, path in paths.items():
+            usage = self._usage(path)
+            if usage is None:
+                continue
+            seen[row_id] = (usage, now)
+            prev = self._last.get(row_id)
+            if prev and now > prev[1] and usage >= prev[0]:
+                out[row_id] = 100.0 * (usage - prev[0]) / 1e6 / (now - prev[1])
+        self._last = seen
+        return out
