@@ -16,6 +16,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -98,6 +99,29 @@ def test_a_hung_engine_costs_one_bounded_cycle_and_is_replaced():
                 assert by_zone(after, zone, "network.tcp.connect.latency.count") > connects
         finally:
             stop(*procs)
+
+
+def test_a_replacement_stuck_before_it_is_ready_is_replaced_again(tmp_path):
+    """A replacement that stops before it attaches (here: a wrapper that
+    stops itself while a flag file exists) is killed after ready_timeout
+    and replaced, not left stopped for good."""
+    flag = tmp_path / "stop-next"
+    wrapper = tmp_path / "bpftrace"
+    wrapper.write_text(f'#!/bin/sh\nif [ -e "{flag}" ]; then rm -f "{flag}"; kill -STOP $$; fi\n'
+                       f'exec {shutil.which("bpftrace")} "$@"\n')
+    wrapper.chmod(0o755)
+    engine = BpftraceEngine(f"{GETPPID} {{ @calls = count(); }}\n", "stuck.bt",
+                            {"bpftrace": str(wrapper), "ready_timeout": 3,
+                             "backoff_initial": 0.1})
+    with engine:
+        first = engine.pid
+        flag.write_text("")
+        os.kill(first, signal.SIGKILL)
+        assert wait_for(lambda: engine.pid not in (None, first) and not engine.tracing, 10)
+        stuck = engine.pid
+        assert wait_for(lambda: engine.tracing and engine.pid not in (None, first, stuck), 20)
+        assert engine.health().restarts == 2
+        assert not pid_alive(stuck)
 
 
 COUNTER = textwrap.dedent("""\

@@ -43,7 +43,8 @@ Options (``-x NAME=VALUE`` on run-script):
 zones, buckets     map keys to allow: zones x buckets per zone (64 x 512)
 map_keys_max       BPFTRACE_MAP_KEYS_MAX itself, overriding the product
 perf_rb_pages      BPFTRACE_PERF_RB_PAGES (output ring pages per CPU)
-ready_timeout      seconds to wait for attach (60)
+ready_timeout      seconds to wait for attach (60); a replacement child not
+                   ready by then is replaced again
 snapshot_timeout   seconds a print round may take before the child is
                    taken as hung and replaced (10)
 stop_timeout       seconds between SIGINT and SIGKILL (5)
@@ -194,6 +195,7 @@ class BpftraceEngine(Engine):
         self._prune_failed = False
         self.last_read = None        # monotonic time of the last completed round
         self._last_asked = None      # monotonic time of the last SIGUSR1
+        self._spawned_at = None      # monotonic time the current child started
         self.started_at = None
         self.ready_after = None      # seconds from start() to ready
 
@@ -227,14 +229,19 @@ class BpftraceEngine(Engine):
                                     fix="apt-get install bpftrace")
         text, version = process.bpftrace_version(binary)
         LOG.info("bpftrace engine: %s (%s), script %s", binary, text, self.script_name)
-        self._script_fd = process.memfd_with("bpftrace-script", self.program.text)
-        self._script_path = f"/dev/fd/{self._script_fd}"
         env = dict(os.environ)
         o = self.opts
         env["BPFTRACE_MAP_KEYS_MAX"] = str(o["map_keys_max"] or o["zones"] * o["buckets"])
         if o["perf_rb_pages"]:
             env["BPFTRACE_PERF_RB_PAGES"] = str(o["perf_rb_pages"])
-        argv = process.command(binary, ["-k", "-f", "json", self._script_path])
+        self._script_fd = process.memfd_with("bpftrace-script", self.program.text)
+        self._script_path = f"/dev/fd/{self._script_fd}"
+        try:
+            argv = process.command(binary, ["-k", "-f", "json", self._script_path])
+        except EngineUnavailable:
+            os.close(self._script_fd)
+            self._script_fd = None
+            raise
         # the tick drives background reads and the hang watchdog; finer than
         # either, so that neither waits up to a whole extra tick
         tick = max(0.05, min(o["print_interval"] or 1.0, o["snapshot_timeout"]) / 4)
@@ -332,14 +339,14 @@ class BpftraceEngine(Engine):
         self._pending_since = self._last_asked = time.monotonic()
         return self._pending
 
-    def _kill_hung(self, waited):
-        """Kill a child that did not print a round in time.  Under _cond."""
-        if self._killing or not self._child_ready:
+    def _kill_hung(self, waited, what="printed no maps %.1f s after SIGUSR1"):
+        """Kill a child that did not answer in time.  Under _cond."""
+        if self._killing:
             return
         self._killing = True
         self._hangs += 1
-        LOG.warning("bpftrace for %s (pid %s) printed no maps %.1f s after SIGUSR1: hung; "
-                    "killing it (it is restarted with the last read values carried over)",
+        LOG.warning("bpftrace for %s (pid %s) " + what + ": hung; killing it (it is "
+                    "restarted with the last read values carried over)",
                     self.script_name, self.pid, waited)
         self._supervisor.signal(signal.SIGKILL)
 
@@ -433,13 +440,22 @@ class BpftraceEngine(Engine):
             self._pending = None
             self._want_another = False
             self._killing = False
+            self._spawned_at = time.monotonic()
         LOG.debug("bpftrace started, pid %s", proc.pid)
 
     def _on_tick(self):
         with self._cond:
-            if not self._child_ready or self._stopped:
+            if self._stopped:
                 return
             now = time.monotonic()
+            if not self._child_ready:
+                # a replacement stuck before it is ready (stopped, wedged in
+                # attach) is replaced again; start() waits for the first one
+                started = self._spawned_at
+                if (self._ready.is_set() and started is not None
+                        and now - started > self.opts["ready_timeout"]):
+                    self._kill_hung(now - started, "not ready %.1f s after it started")
+                return
             if self._pending is not None:
                 waited = now - self._pending_since
                 if waited > self.opts["snapshot_timeout"]:
