@@ -180,3 +180,12 @@ def test_interval_stats_of_a_difference_with_empty_buckets_and_open_ends():
     assert mid == pytest.approx(3 * 9 + 7 * 29.5 + 2 * 80)
     assert [p50, p95, p99] == [reference(filled, pct) for pct in PERCENTS]
     assert histogram_stats(after.minus(after)) is None
+
+
+def test_a_midpoint_sum_too_big_for_int64_is_summed_exactly():
+    # 10**12 events of about 2**41 ns: the products leave int64, the sum must not wrap
+    bounds = [loglinear.bucket_bounds(i) for i in (600, 601)]
+    hist = Histogram([(*bounds[0], 10**12), (*bounds[1], 3)])
+    mid = histogram_stats(hist)[4]
+    assert type(mid) is float
+    assert mid == (10**12 * sum(bounds[0]) + 3 * sum(bounds[1])) / 2

@@ -37,6 +37,7 @@ under 10 MB per aggregation).
 """
 
 import itertools
+import operator
 import time
 import typing
 
@@ -46,6 +47,8 @@ from oslo_log import log as logging
 from smartos_telemetry.snapshot import Histogram
 
 LOG = logging.getLogger(__name__)
+
+_LOWS, _HIGHS = operator.attrgetter("lows"), operator.attrgetter("highs")
 
 
 class Interval(typing.NamedTuple):
@@ -147,6 +150,13 @@ class Accumulator:
 
     def update(self, rows, generation=0):
         """Fold one cumulative snapshot in; return ``{zone: Interval}``."""
+        zones, totals, deltas = self.fold(rows, generation)
+        return {zone: Interval(delta, total)
+                for zone, total, delta in zip(zones, totals, deltas, strict=True)}
+
+    def fold(self, rows, generation=0):
+        """:meth:`update` as columns: ``(zones, totals, deltas)``, three lists
+        in the order of ``rows``."""
         now = self._clock()
         if generation != self._generation:
             # the first generation keeps what carry() put back: those
@@ -156,7 +166,7 @@ class Accumulator:
                 for state in self._zones.values():
                     state.raw = 0
             self._generation = generation
-        out = {}
+        deltas, totals = [], []
         zones = self._zones
         for zone, raw in rows.items():
             state = zones.get(zone)
@@ -172,9 +182,11 @@ class Accumulator:
                 delta = raw
             state.raw = raw
             state.total += delta
-            out[zone] = Interval(delta, state.total)
-        _expire(self, now, {zone: state.seen for zone, state in self._zones.items()})
-        return out
+            deltas.append(delta)
+            totals.append(state.total)
+        _expire(self, [zone for zone, state in zones.items() if now - state.seen > self.ttl],
+                lambda: {zone: state.seen for zone, state in zones.items()})
+        return list(rows), totals, deltas
 
     def _drop(self, zones):
         for zone in zones:
@@ -186,17 +198,16 @@ def _log_restart(name, before, after):
              "totals", name, before, after)
 
 
-def _expire(acc, now, seen):
-    """Forget the zones of ``acc`` unseen for its ttl, then the least recently
-    seen beyond its ``max_zones``; ``seen``: ``{zone: last seen}`` in the
-    order the zones were added."""
-    gone = [zone for zone, at in seen.items() if now - at > acc.ttl]
+def _expire(acc, gone, seen):
+    """Forget ``gone`` (zones of ``acc`` unseen for its ttl), then the least
+    recently seen beyond its ``max_zones``; ``seen()``: ``{zone: last seen}``
+    in the order the zones were added."""
     if gone:
         acc._drop(gone)
         LOG.debug("%s: forgot %d zones unseen for %.0f s", acc.name, len(gone), acc.ttl)
     excess = len(acc) - acc.max_zones
     if excess > 0:
-        kept = {zone: at for zone, at in seen.items() if zone in acc}
+        kept = seen()
         acc._drop(sorted(kept, key=kept.__getitem__)[:excess])
         LOG.warning("%s: more than %d zones; forgot the %d least recently seen",
                     acc.name, acc.max_zones, excess)
@@ -257,6 +268,8 @@ class HistogramAccumulator:
         self.lows, self.highs = (), ()
         self._columns = {}  # (low, high) -> column
         self._zone_columns = {}  # zone -> (lows, highs, columns) of its last histogram
+        # the last poll's zones, their buckets and _flat_columns
+        self._last_zones = self._last_lows = self._last_highs = self._last_flat = None
 
     def __len__(self):
         return len(self._rows)
@@ -329,23 +342,42 @@ class HistogramAccumulator:
         totals = self._totals[index]
         self._seen[index] = now
         update = HistogramUpdate(zones, deltas, added, totals, self.lows, self.highs)
-        _expire(self, now, dict(zip(self._rows, self._seen.tolist(), strict=True)))
+        stale = np.flatnonzero(now - self._seen > self.ttl).tolist()
+        if stale:
+            every = list(self._rows)
+            stale = [every[row] for row in stale]
+        _expire(self, stale, lambda: dict(zip(self._rows, self._seen.tolist(), strict=True)))
         return update
 
     def _rows_of(self, zones, hists):
         """The histograms as a 2-D array over the layout (widened as needed)."""
+        flat = self._flat_columns(zones, hists)
+        counts = np.fromiter(itertools.chain.from_iterable(h.counts for h in hists),
+                             dtype=np.int64, count=len(flat))
+        out = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
+        out.ravel()[flat] = counts
+        return out
+
+    def _flat_columns(self, zones, hists):
+        """Where each bucket of each histogram goes in the 2-D array (flat,
+        row by row): the last poll's when the zones and their buckets are
+        the same (the usual case)."""
+        lows, highs = list(map(_LOWS, hists)), list(map(_HIGHS, hists))
+        if zones == self._last_zones and lows == self._last_lows and highs == self._last_highs:
+            return self._last_flat
         columns = self._columns_of(zones, hists)
         if columns is None:  # a bucket never seen before
             self._widen({b for h in hists for b in zip(h.lows, h.highs, strict=True)})
             columns = self._columns_of(zones, hists)
-        sizes = [len(h.counts) for h in hists]
-        n = sum(sizes)
-        counts = np.fromiter(itertools.chain.from_iterable(h.counts for h in hists),
-                             dtype=np.int64, count=n)
-        out = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
-        if n:
-            out[np.repeat(np.arange(len(hists)), sizes), np.concatenate(columns)] = counts
-        return out
+        if columns:
+            sizes = np.fromiter(map(len, columns), dtype=np.intp, count=len(columns))
+            flat = np.concatenate(columns) + np.repeat(
+                np.arange(len(columns), dtype=np.intp) * len(self.lows), sizes)
+        else:
+            flat = np.zeros(0, dtype=np.intp)
+        self._last_zones, self._last_lows, self._last_highs = zones, lows, highs
+        self._last_flat = flat
+        return flat
 
     def _columns_of(self, zones, hists):
         """Each histogram's buckets as layout columns (an ``intp`` array per
@@ -380,6 +412,7 @@ class HistogramAccumulator:
         self.lows = tuple(low for low, _ in layout)
         self.highs = tuple(high for _, high in layout)
         self._zone_columns.clear()
+        self._last_zones = None
 
     def _add(self, zones, seen):
         """New rows for ``zones``: no events, a total of 0, seen at ``seen``."""

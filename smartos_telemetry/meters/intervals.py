@@ -50,7 +50,7 @@ Columns of a distribution meter (None for the other kinds):
 """
 
 import typing
-from itertools import repeat
+from itertools import chain, repeat
 
 from smartos_telemetry.snapshot import Histogram
 
@@ -137,11 +137,12 @@ def _distribution_samples(mi):
     else:
         busy_zones = [zones[i] for i in busy]
         stats = tuple([column[i] for i in busy] for column in (mi.p50, mi.p95, mi.p99, mi.max))
-    for stat, values in zip(("p50", "p95", "p99", "max"), stats, strict=True):
-        yield from zip(repeat(f"{name}.{stat}"), repeat("gauge"), repeat(unit), values, busy_zones)
-    yield from zip(repeat(f"{name}.count"), repeat("cumulative"), repeat("event"), mi.totals,
-                   zones)
-    yield from zip(repeat(f"{name}.sum"), repeat("cumulative"), repeat(unit), mi.sums, zones)
+    gauges = [zip(repeat(f"{name}.{stat}"), repeat("gauge"), repeat(unit), values, busy_zones)
+              for stat, values in zip(("p50", "p95", "p99", "max"), stats, strict=True)]
+    return chain(*gauges,
+                 zip(repeat(f"{name}.count"), repeat("cumulative"), repeat("event"), mi.totals,
+                     zones),
+                 zip(repeat(f"{name}.sum"), repeat("cumulative"), repeat(unit), mi.sums, zones))
 
 
 class Intervals:
@@ -168,8 +169,7 @@ class Intervals:
 
     def samples(self):
         """Every meter's :meth:`MeterIntervals.samples`, one after the other."""
-        for mi in self.meters.values():
-            yield from mi.samples()
+        return chain.from_iterable(mi.samples() for mi in self.meters.values())
 
     def __iter__(self):
         return map(MeterSample._make, self.samples())

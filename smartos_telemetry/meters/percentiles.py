@@ -51,7 +51,7 @@ class Stats:
 class _Bounds:
     """A layout's clamped bounds in the forms the arithmetic needs."""
 
-    __slots__ = ("highs", "low_f", "width_f", "sums", "sums_max")
+    __slots__ = ("highs", "low_f", "width_f", "sums", "sums_array")
 
     def __init__(self, lows, highs):
         lows, highs = list(lows), list(highs)
@@ -66,9 +66,10 @@ class _Bounds:
         # would make
         self.low_f = np.array([float(lo) for lo in lows])
         self.width_f = np.array([float(hi - lo) for lo, hi in zip(lows, highs, strict=True)])
-        sums = [lo + hi for lo, hi in zip(lows, highs, strict=True)]
-        self.sums_max = max((abs(s) for s in sums), default=0)
-        self.sums = np.array(sums, dtype=np.int64) if self.sums_max < _SAFE else sums
+        # twice each midpoint: Python ints, and int64 where every one fits
+        self.sums = [lo + hi for lo, hi in zip(lows, highs, strict=True)]
+        fits = max((abs(s) for s in self.sums), default=0) < _SAFE
+        self.sums_array = np.array(self.sums, dtype=np.int64) if fits else None
 
 
 _CACHE = {}
@@ -143,14 +144,12 @@ def interval_stats(lows, highs, counts, percents=PERCENTS):
 
 def _midpoint_sums(counts, totals, used, bounds):
     """``sum(count * (low + high)) / 2`` per row, the sum exact as in Python ints."""
-    if isinstance(bounds.sums, np.ndarray):
-        sums = bounds.sums[used]
-        biggest = int(np.abs(sums).max())
-        if int(totals.max()) * biggest < _SAFE:
+    if bounds.sums_array is not None:
+        sums = bounds.sums_array[used]
+        if int(totals.max()) * int(np.abs(sums).max()) < _SAFE:
             return ((counts @ sums) / 2).tolist()
     sums = [bounds.sums[b] for b in used.tolist()]
-    return [sum(int(c) * s for c, s in zip(row, sums, strict=True)) / 2
-            for row in counts.tolist()]
+    return [sum(c * s for c, s in zip(row, sums, strict=True)) / 2 for row in counts.tolist()]
 
 
 def histogram_stats(histogram, percents=PERCENTS):

@@ -20,7 +20,9 @@ given, limits the result to those keys, so a zone that is not a known
 tenant never gets samples.
 """
 
+import operator
 import time
+from itertools import repeat
 
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.accumulator import (
@@ -141,7 +143,7 @@ class SnapshotReducer:
                 continue
             rows = self._zone_rows(snap, src.aggregation, zones)
             if meter.kind == "counter":
-                out.append(_counter(meter, self._acc((meter.name, src.aggregation)).update(
+                out.append(MeterIntervals(meter, *self._acc((meter.name, src.aggregation)).fold(
                     rows, generation)))
                 continue
             sums = None
@@ -164,25 +166,27 @@ class SnapshotReducer:
         accumulator's update and, where the script keeps one, its exact sums."""
         stats = interval_stats(update.lows, update.highs, update.deltas)
         estimates = self._estimated_sums.setdefault(meter.name, {})
-        column = []
-        for zone, midpoints in zip(update.zones, stats.midpoints, strict=True):
-            if sums is not None and zone in sums:
-                column.append(sums[zone].total)
-            else:
-                value = estimates[zone] = estimates.get(zone, 0.0) + midpoints
-                column.append(value)
-        self._forget_estimates(meter.name, self._acc(
-            (meter.name, meter.sources[self.platform_engine].aggregation)))
+        zones = update.zones
+        if sums is None:
+            column = list(map(operator.add, map(estimates.get, zones, repeat(0.0)),
+                              stats.midpoints))
+            estimates.update(zip(zones, column, strict=True))
+        else:
+            column = []
+            for zone, midpoints in zip(zones, stats.midpoints, strict=True):
+                if zone in sums:
+                    column.append(sums[zone].total)
+                else:
+                    value = estimates[zone] = estimates.get(zone, 0.0) + midpoints
+                    column.append(value)
+        # the estimates of zones the accumulator has forgotten go with them
+        acc = self._acc((meter.name, meter.sources[self.platform_engine].aggregation))
+        for zone in estimates.keys() - set(acc.zones()):
+            del estimates[zone]
         p50, p95, p99 = stats.percentiles
-        return MeterIntervals(meter, update.zones, update.totals.tolist(), update.added.tolist(),
+        return MeterIntervals(meter, zones, update.totals.tolist(), update.added.tolist(),
                               sums=column, p50=p50, p95=p95, p99=p99, max=stats.max,
                               histograms=update.deltas, lows=update.lows, highs=update.highs)
-
-    def _forget_estimates(self, name, acc):
-        """Drop the estimated sums of zones the accumulator has forgotten."""
-        estimates = self._estimated_sums.get(name, {})
-        for zone in [z for z in estimates if z not in acc]:
-            del estimates[zone]
 
     def _health(self, snapshots, generation):
         if not snapshots:
@@ -195,14 +199,6 @@ class SnapshotReducer:
         restarts = sum(s.health.restarts for s in unique)
         values = {"telemetry.engine.drops": drops, "telemetry.engine.errors": errors,
                   "telemetry.engine.restarts": restarts}
-        return [_counter(meter, self._acc((meter.name, "host")).update(
+        return [MeterIntervals(meter, *self._acc((meter.name, "host")).fold(
                     {HOST: values[meter.name]}, generation))
                 for meter in self.health_meters]
-
-
-def _counter(meter, update):
-    """A counter (or health) meter's :class:`MeterIntervals` from its
-    accumulator's ``{zone: Interval}``."""
-    intervals = update.values()
-    return MeterIntervals(meter, update, [iv.total for iv in intervals],
-                          [iv.delta for iv in intervals])
