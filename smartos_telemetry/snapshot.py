@@ -54,10 +54,6 @@ class Bucket(typing.NamedTuple):
     high: int
     count: int
 
-    def as_dict(self):
-        return {"low": self.low, "high": self.high, "count": self.count}
-
-
 class Histogram:
     """A distribution as ascending, non-overlapping buckets.
 
@@ -204,10 +200,6 @@ class StdDev:
         }
 
 
-Value = int | Average | StdDev | Histogram
-Key = tuple
-
-
 @dataclasses.dataclass(frozen=True)
 class Aggregation:
     """One named aggregation: its action and its rows ``key -> value``."""
@@ -337,10 +329,6 @@ class EngineHealth:
     @property
     def total_errors(self):
         return sum(self.errors.values())
-
-    def as_dict(self):
-        return {"drops": dict(self.drops), "errors": dict(self.errors), "restarts": self.restarts}
-
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:

@@ -46,14 +46,6 @@ def _code_point(n):
     return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
 
 
-def _bound(value):
-    if value == INT64_MIN:
-        return "<"
-    if value == INT64_MAX:
-        return ">="
-    return str(value)
-
-
 def histogram_lines(hist, indent="  "):
     """dtrace-style distribution lines for one Histogram."""
     total = hist.count or 1

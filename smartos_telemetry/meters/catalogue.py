@@ -73,8 +73,6 @@ def _src(script, aggregation, zone_key, sum_aggregation=None):
     return Source(script, aggregation, zone_key, sum_aggregation)
 
 
-NO_FBT_ON_LINUX = "no source without fbt/kprobes on this kind of Linux"
-
 CATALOGUE = (
     Meter(
         "cpu.runqueue.latency", "distribution", "ns",

@@ -30,7 +30,6 @@ Destructive actions are never enabled: this module never sets the
 import collections
 import re
 import threading
-import time
 
 from oslo_log import log as logging
 
@@ -535,11 +534,3 @@ class DTraceConsumer(Engine):
 def _optval_unset(ffi):
     """DTRACEOPT_UNSET, (dtrace_optval_t)-2, in the binding's integer type."""
     return int(ffi.cast("dtrace_optval_t", -2))
-
-
-def wait_for_exit(consumer, timeout, poll=0.2):
-    """Wait until the program calls exit() or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and consumer.is_alive():
-        time.sleep(poll)
-    return consumer.exited
