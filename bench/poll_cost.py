@@ -1,91 +1,120 @@
 """Benchmark: CPU time of one poll (snapshots -> meter samples) for 1, 100
-and 1,000 zones.
+and 1,000 zones, this checkout's reducer beside an older one, in one run.
 
 Synthetic but realistic snapshots: per zone, the Linux bpftrace meters --
 four latency histograms of 40 non-empty log-linear buckets each and two
 counters -- cumulative, every zone changing every poll.  Measures the
-reduction only (accumulators, percentiles, samples), the engine-neutral part
-of a poll; the engines' own read cost is in the engine benchmarks.  Target:
-linear growth, under 50 ms for 1,000 zones.  Writes bench/results/poll_cost.txt.
+engine-neutral part of a poll only (accumulators, percentiles, samples); the
+engines' own read cost is in the engine benchmarks.  Target: linear growth,
+at most 20 ms for 1,000 zones.  Writes bench/results/poll_cost.txt.
 
-The interpreter matters as much as the code: the same code runs about 1.3-1.6x
-faster on Debian's packaged python3 (a static interpreter; what
-python3-ceilometer runs on) than on this sandbox's default python3, a pyenv
-build with a shared libpython configured without --enable-optimizations.
-So every interpreter given with ``--python`` (default: this one and
-/usr/bin/python3, when that is the same Python version) is measured, in
-alternating rounds of one run, using this interpreter's installed packages.
+``--old COMMIT`` (default: the last commit before the reducer returned
+columns) is checked out in a temporary ``git worktree`` and imported by path
+in its own process, so both reducers see the same snapshots on the same
+machine in alternating rounds; the worktree is removed afterwards.  Both
+reducers' samples of the same polls are compared (a digest of every sample,
+volumes and their types included).
+
+Timed, per poll: the old reducer's ``reduce`` (it returns the list of
+samples); the new one's ``reduce`` (the columns) and, as "snapshots ->
+samples", ``reduce`` plus every sample made (``list(intervals.samples())``),
+which is what the Ceilometer output iterates.
+
+The interpreter matters as much as the code: every interpreter given with
+``--python`` (default: this one and /usr/bin/python3, when that is the same
+Python version -- what python3-ceilometer runs on) is measured, using this
+interpreter's installed packages.
 
 Run:  $(tools/bootstrap --venv)/bin/python bench/poll_cost.py
 """
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import site
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from smartos_telemetry.engines.bpftrace import loglinear
-from smartos_telemetry.meters.reduce import SnapshotReducer
-from smartos_telemetry.snapshot import Aggregation, Histogram, Snapshot
-
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(REPO, "bench", "results", "poll_cost.txt")
+#: the last commit whose reducer returned a list of MeterSample
+OLD = "6ee2a30"
 POLLS = 20
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "poll_cost.txt")
-BASE = loglinear.bucket_index(2000)
-
-
-def histogram(zone, poll):
-    return Histogram.from_counts(
-        (*loglinear.bucket_bounds(BASE + i * 3), 1 + (zone + i) % 7 + poll * (i % 3))
-        for i in range(40))
+ZONES = (1, 100, 1000)
 
 
 def snapshots(zones, poll):
+    from smartos_telemetry.engines.bpftrace import loglinear
+    from smartos_telemetry.snapshot import Aggregation, Histogram, Snapshot
+
+    base = loglinear.bucket_index(2000)
+
+    def histogram(zone):
+        return Histogram.from_counts(
+            (*loglinear.bucket_bounds(base + i * 3), 1 + (zone + i) % 7 + poll * (i % 3))
+            for i in range(40))
+
     def agg(name, action, make):
         return Aggregation(name, action, {(z,): make(z) for z in range(1, zones + 1)})
 
-    runq = Snapshot("bpftrace", {"runq_ns": agg("runq_ns", "llquantize",
-                                                lambda z: histogram(z, poll))})
+    runq = Snapshot("bpftrace", {"runq_ns": agg("runq_ns", "llquantize", histogram)})
     disk = Snapshot("bpftrace", {"io_ns": agg("io_ns", "llquantize",
-                                              lambda z: histogram(z + 1, poll))})
+                                              lambda z: histogram(z + 1))})
     tcp = Snapshot("bpftrace", {
-        "connect_ns": agg("connect_ns", "llquantize", lambda z: histogram(z + 2, poll)),
-        "srtt_ns": agg("srtt_ns", "llquantize", lambda z: histogram(z + 3, poll)),
+        "connect_ns": agg("connect_ns", "llquantize", lambda z: histogram(z + 2)),
+        "srtt_ns": agg("srtt_ns", "llquantize", lambda z: histogram(z + 3)),
         "retransmits": agg("retransmits", "count", lambda z: z * poll),
         "connect_failed": agg("connect_failed", "count", lambda z: poll),
     })
     return {"linux/runqueue.bt": runq, "linux/diskio.bt": disk, "linux/tcp.bt": tcp}
 
 
-def measure(zones):
-    """CPU seconds of each of POLLS polls, and the samples a poll makes.
+def digest(samples):
+    """Every sample, volumes and their types, in one order, hashed."""
+    rows = sorted(repr((*s, type(s[3]).__name__)) for s in samples)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
-    Each poll's snapshots are made just before the timed reduction, as an
+
+def measure(zones, new):
+    """``{"reduce": [s], "samples": [s], "count": n, "digest": ...}`` over POLLS polls.
+
+    Each poll's snapshots are made just before the timed part, as an
     engine's decoder would have just made them."""
+    from smartos_telemetry.meters.reduce import SnapshotReducer
+
     reducer = SnapshotReducer("linux", "bpftrace")
     reducer.reduce(snapshots(zones, 0))  # first sight of every zone
-    times, samples = [], 0
+    reduce_times, sample_times, digests = [], [], []
     for poll in range(1, POLLS + 1):
         current = snapshots(zones, poll)
         t0 = time.process_time()
         out = reducer.reduce(current)
-        times.append(time.process_time() - t0)
-        samples = len(out)
-        del current, out
-    return times, samples
+        t1 = time.process_time()
+        made = list(out.samples()) if new else out
+        t2 = time.process_time()
+        reduce_times.append(t1 - t0)
+        sample_times.append(t2 - t0)
+        if poll in (1, POLLS):
+            digests.append(digest(made))
+        count = len(made)
+        del current, out, made
+    return {"reduce": reduce_times, "samples": sample_times, "count": count,
+            "digest": "/".join(digests)}
 
 
-ZONES = (1, 100, 1000)
+def child(code):
+    """One round of one reducer on this interpreter: JSON ``{zones: measure}``."""
+    sys.path.insert(0, code)
+    import smartos_telemetry.meters.reduce as reduce
 
-
-def child():
-    """One round on this interpreter: JSON ``{zones: [times, samples]}``."""
-    json.dump({zones: measure(zones) for zones in ZONES}, sys.stdout)
+    assert reduce.__file__.startswith(code), reduce.__file__
+    new = hasattr(reduce, "Intervals")
+    json.dump({zones: measure(zones, new) for zones in ZONES}, sys.stdout)
     return 0
 
 
@@ -110,51 +139,93 @@ def describe(python):
         capture_output=True, text=True, check=True).stdout.strip()
 
 
+def ms(seconds):
+    return f"{seconds * 1000:7.2f}"
+
+
+def report(label, times, count, zones):
+    median = statistics.median(times)
+    return (f"    {label:26s} {zones:5d} zones: {ms(median)} ms per poll "
+            f"(fastest {ms(min(times)).strip()}), {count} samples, "
+            f"{median / zones * 1e6:6.1f} us per zone")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", action="append", default=[],
                         help="an interpreter to measure (repeatable; default: this one and "
                              "/usr/bin/python3 when it is another build of this version)")
+    parser.add_argument("--old", default=OLD, help=f"the commit to compare with ({OLD})")
     parser.add_argument("--rounds", type=int, default=3,
-                        help=f"alternating rounds of {POLLS} polls per interpreter")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+                        help=f"alternating rounds of {POLLS} polls per interpreter and reducer")
+    parser.add_argument("--child", metavar="CODE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child()
+        return child(args.child)
     pythons = interpreters(args.python)
-    # the other interpreters use this one's packages (oslo.log) and this checkout
+    old_rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", args.old],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    new_rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    worktree = tempfile.mkdtemp(prefix="poll-cost-old-")
+    os.rmdir(worktree)
+    subprocess.run(["git", "-C", REPO, "worktree", "add", "--detach", "--quiet", worktree,
+                    old_rev], check=True)
+    # the other interpreters use this one's packages (oslo.log, numpy), never
+    # the checkout installed in them: each child puts its code first
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(site.getsitepackages()))
-    times = {py: {zones: [] for zones in ZONES} for py in pythons}
-    samples = {}
-    for _ in range(args.rounds):
-        for py in pythons:
-            out = subprocess.run([py, os.path.abspath(__file__), "--child"], env=env,
-                                 capture_output=True, text=True, check=True).stdout
-            for zones, (polls, count) in json.loads(out).items():
-                times[py][int(zones)] += polls
-                samples[int(zones)] = count
-    lines = [f"poll cost (snapshots -> samples), {time.strftime('%Y-%m-%d %H:%M')}, "
-             f"CPU time per poll over {args.rounds} alternating rounds of {POLLS} polls per "
-             "interpreter: median (fastest); the machine is shared, so the fastest is the "
-             "least disturbed"]
+    codes = {"old": worktree, "new": REPO}
+    runs = {(py, which): {zones: {"reduce": [], "samples": []} for zones in ZONES}
+            for py in pythons for which in codes}
+    facts = {}
+    loads = []
+    try:
+        for _ in range(args.rounds):
+            for py in pythons:
+                for which, code in codes.items():
+                    loads.append(os.getloadavg()[0])
+                    out = subprocess.run([py, os.path.abspath(__file__), "--child", code],
+                                         env=env, cwd="/", capture_output=True, text=True,
+                                         check=True).stdout
+                    for zones, got in json.loads(out).items():
+                        run = runs[(py, which)][int(zones)]
+                        run["reduce"] += got["reduce"]
+                        run["samples"] += got["samples"]
+                        facts[(which, int(zones))] = (got["count"], got["digest"])
+    finally:
+        subprocess.run(["git", "-C", REPO, "worktree", "remove", "--force", worktree],
+                       check=False)
+        shutil.rmtree(worktree, ignore_errors=True)
+    lines = [f"poll cost (snapshots -> samples), {time.strftime('%Y-%m-%d %H:%M')}: old "
+             f"reducer {old_rev} beside this checkout's ({new_rev}), CPU time per poll, "
+             f"{args.rounds} alternating rounds of {POLLS} polls per interpreter and "
+             "reducer: median (fastest)",
+             f"machine: {os.cpu_count()} CPUs, shared; load average during the run "
+             f"{min(loads):.1f}-{max(loads):.1f}"]
+    same = all(facts[("old", z)] == facts[("new", z)] for z in ZONES)
+    lines.append("samples of both reducers identical (every name, zone, volume and its "
+                 f"type, polls 1 and {POLLS}): {'yes' if same else 'NO'}")
     for py in pythons:
         lines.append(f"{py}: Python {describe(py)}")
-        medians = {}
-        for zones in ZONES:
-            cost = medians[zones] = statistics.median(times[py][zones])
-            lines.append(f"  {zones:5d} zones: {cost * 1000:8.2f} ms per poll "
-                         f"({min(times[py][zones]) * 1000:.2f}), {samples[zones]} samples, "
-                         f"{cost / zones * 1e6:7.1f} us per zone")
-        lines.append(f"  growth 100 -> 1000 zones: x{medians[1000] / medians[100]:.1f} "
-                     "(linear would be x10.0)")
-        lines.append(f"  target < 50 ms for 1000 zones (median): "
-                     f"{'met' if medians[1000] < 0.05 else 'NOT met'}")
+        for label, which, key in (("old: reduce = samples", "old", "reduce"),
+                                  ("new: reduce (columns)", "new", "reduce"),
+                                  ("new: snapshots -> samples", "new", "samples")):
+            for zones in ZONES:
+                lines.append(report(label, runs[(py, which)][zones][key],
+                                    facts[(which, zones)][0], zones))
+        old = statistics.median(runs[(py, "old")][1000]["reduce"])
+        new = {z: statistics.median(runs[(py, "new")][z]["samples"]) for z in ZONES}
+        lines.append(f"    growth 100 -> 1000 zones (new, snapshots -> samples): "
+                     f"x{new[1000] / new[100]:.1f} (linear would be x10.0)")
+        lines.append(f"    1000 zones: old {old * 1000:.1f} ms, new {new[1000] * 1000:.1f} ms "
+                     f"(x{old / new[1000]:.1f}); target <= 20 ms: "
+                     f"{'met' if new[1000] <= 0.020 else 'NOT met'}")
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write(text)
-    return 0
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

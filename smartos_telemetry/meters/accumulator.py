@@ -48,7 +48,7 @@ from smartos_telemetry.snapshot import Histogram
 
 LOG = logging.getLogger(__name__)
 
-_LOWS, _HIGHS = operator.attrgetter("lows"), operator.attrgetter("highs")
+_LOWS, _HIGHS, _COUNTS = (operator.attrgetter(name) for name in ("lows", "highs", "counts"))
 
 
 class Interval(typing.NamedTuple):
@@ -167,6 +167,7 @@ class Accumulator:
                     state.raw = 0
             self._generation = generation
         deltas, totals = [], []
+        add_delta, add_total = deltas.append, totals.append
         zones = self._zones
         for zone, raw in rows.items():
             state = zones.get(zone)
@@ -181,9 +182,9 @@ class Accumulator:
                          self.name, zone)
                 delta = raw
             state.raw = raw
-            state.total += delta
-            deltas.append(delta)
-            totals.append(state.total)
+            state.total = total = state.total + delta
+            add_delta(delta)
+            add_total(total)
         _expire(self, [zone for zone, state in zones.items() if now - state.seen > self.ttl],
                 lambda: {zone: state.seen for zone, state in zones.items()})
         return list(rows), totals, deltas
@@ -327,8 +328,11 @@ class HistogramAccumulator:
             # happened since the engine started, i.e. after our baseline
             self._add(new_zones, now)
         raw = self._rows_of(zones, hists)
-        index = np.fromiter(map(self._rows.__getitem__, zones), dtype=np.intp,
-                            count=len(zones))
+        if zones == list(self._rows):  # every zone remembered, in row order: the usual poll
+            index = slice(None)
+        else:
+            index = np.fromiter(map(self._rows.__getitem__, zones), dtype=np.intp,
+                                count=len(zones))
         deltas = raw - self._raw[index]
         backwards = (deltas < 0).any(axis=1)
         if backwards.any():
@@ -339,7 +343,7 @@ class HistogramAccumulator:
         added = deltas.sum(axis=1)
         self._raw[index] = raw
         self._totals[index] += added
-        totals = self._totals[index]
+        totals = self._totals[index].copy()
         self._seen[index] = now
         update = HistogramUpdate(zones, deltas, added, totals, self.lows, self.highs)
         stale = np.flatnonzero(now - self._seen > self.ttl).tolist()
@@ -352,7 +356,7 @@ class HistogramAccumulator:
     def _rows_of(self, zones, hists):
         """The histograms as a 2-D array over the layout (widened as needed)."""
         flat = self._flat_columns(zones, hists)
-        counts = np.fromiter(itertools.chain.from_iterable(h.counts for h in hists),
+        counts = np.fromiter(itertools.chain.from_iterable(map(_COUNTS, hists)),
                              dtype=np.int64, count=len(flat))
         out = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
         out.ravel()[flat] = counts
