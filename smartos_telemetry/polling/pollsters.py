@@ -98,9 +98,12 @@ class _MeterPollster(plugin_base.PollsterBase):
     meter = None
 
     def _samples(self, cache, resources):
+        """``(service, samples)``: this cycle's samples of this pollster's
+        meter, ``(name, type, unit, volume, zone)`` tuples (the reducer's
+        :meth:`~smartos_telemetry.meters.intervals.MeterIntervals.samples`)."""
         service = telemetry_service.get_service(self.conf)
         try:
-            return service, service.samples_for_cycle(cache)
+            intervals = service.samples_for_cycle(cache)
         except TelemetryError:
             if service.ensure_failed():
                 # the service logged the cause and the fix once; ceilometer
@@ -108,9 +111,8 @@ class _MeterPollster(plugin_base.PollsterBase):
                 # PollsterPermanentError, every cycle a new zone appears
                 return service, ()
             raise
-
-    def _wanted(self, name):
-        return name == self.meter or name.startswith(self.meter + ".")
+        meter = intervals.get(self.meter)
+        return service, (meter.samples() if meter is not None else ())
 
 
 class ZoneMeterPollster(_MeterPollster):
@@ -124,13 +126,13 @@ class ZoneMeterPollster(_MeterPollster):
         service, samples = self._samples(cache, resources)
         zones = zones_by_key(resources)
         host = service.host
-        for s in samples:
-            zone = zones.get(s.zone)
-            if zone is None or not self._wanted(s.name):
+        for name, kind, unit, volume, key in samples:
+            zone = zones.get(key)
+            if zone is None:
                 continue
             user_id, project_id = zone_owner(zone)
             yield ceilometer_sample.Sample(
-                name=s.name, type=s.type, unit=s.unit, volume=s.volume,
+                name=name, type=kind, unit=unit, volume=volume,
                 user_id=user_id, project_id=project_id,
                 resource_id=zone_resource_id(host, zone),
                 resource_metadata=zone_metadata(host, zone))
@@ -145,10 +147,10 @@ class HostHealthPollster(_MeterPollster):
 
     def get_samples(self, manager, cache, resources):
         service, samples = self._samples(cache, resources)
-        for s in samples:
-            if s.zone is HOST and s.name == self.meter:
+        for name, kind, unit, volume, zone in samples:
+            if zone is HOST:
                 yield ceilometer_sample.Sample(
-                    name=s.name, type=s.type, unit=s.unit, volume=s.volume,
+                    name=name, type=kind, unit=unit, volume=volume,
                     user_id=None, project_id=None, resource_id=service.host,
                     resource_metadata={"host": service.host, "engine": service.engine_name})
 
