@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 
-from smartos_telemetry.engines.engine_set import EngineSet, choose
+from smartos_telemetry import platform as platforms
+from smartos_telemetry.engines.engine_set import EngineSet
 from smartos_telemetry.engines.select import ENGINE_CHOICES
 from smartos_telemetry.errors import ConfigError, EngineUnavailable, TelemetryError
 from smartos_telemetry.top import heatmap, model
@@ -136,16 +137,6 @@ def setup_logging():
     return handler
 
 
-def zone_layer(platform, plain_parents):
-    if platform == "linux":
-        from smartos_telemetry.zones.linux_cgroups import CgroupZones, ZoneConfig
-        return CgroupZones(ZoneConfig(plain_parents=tuple(plain_parents)))
-    if plain_parents:
-        raise ConfigError("--plain-parent is for Linux cgroups; SmartOS zones come from vmadm")
-    from smartos_telemetry.zones.smartos_vmadm import SmartOSZones
-    return SmartOSZones()
-
-
 #: the fix for an engine that cannot run here, where the engine names none
 FIXES = {
     "dtrace": "use -e bpftrace, or install libdtrace with its <dtrace.h> (SmartOS, illumos, "
@@ -197,23 +188,20 @@ def run(args):
         if os.geteuid() != 0:
             raise EngineUnavailable("tracing", "needs root (DTrace and bpftrace attach "
                                     "kernel probes)", fix=f"run it as root: sudo {PROG}")
-        from smartos_telemetry.polling.telemetry_service import detect_platform
-        platform = detect_platform()
-        layer = zone_layer(platform, args.plain_parent)
-        name, why = choose(platform, args.engine)
-        say(f"{name} engine on {platform} ({why})")
-        engines = EngineSet(platform, name)
+        here = platforms.detect()
+        layer = here.zone_layer(plain_parents=args.plain_parent)
+        name, why = here.choose_engine(args.engine)
+        say(f"{name} engine on {here.name} ({why})")
+        engines = EngineSet(here.name, name)
         engines.start(progress=_progress)
-        cpu = None
-        if platform == "linux":
-            cpu = model.CgroupCpu(layer.root)
-        top = model.TopModel(engines, layer, zone_filter=args.zone, cpu=cpu,
-                             history=args.history)
+        top = model.TopModel(engines, layer, zone_filter=args.zone,
+                             cpu=here.cpu_reader(layer), history=args.history,
+                             platform=here)
         columns = {c.id: c for c in top.columns()}
         sort = args.sort or ("cpu" if "cpu" in columns else "runq_p99")
         if sort not in columns:
             raise ConfigError(f"no {sort} column here: its meter has no source on "
-                              f"{platform}/{name}; choose one of {', '.join(columns)}")
+                              f"{here.name}/{name}; choose one of {', '.join(columns)}")
         zones = len(layer.zones())
         if zones == 0 and not args.zone:
             say("no zones on this host yet (libvirt, docker, containerd, podman, crio "

@@ -1,11 +1,12 @@
 """Interval rows per zone: what ``smartos-dtrace-top`` shows and prints.
 
-Nothing here traces, names zones or does the arithmetic on its own: the
+Nothing here traces, names zones or does arithmetic on the meters: the
 engines are an :class:`~smartos_telemetry.engines.engine_set.EngineSet`,
-the zones come from the platform's zone layer, and the values are the
-:class:`~smartos_telemetry.meters.reduce.SnapshotReducer`'s samples (the
-accumulator's interval histograms, the meters' percentiles).  Per interval
-and zone (a :class:`Frame` of :class:`ZoneRow`):
+the zones come from the platform's zone layer, the attribution step says
+which zone each row belongs to (:mod:`smartos_telemetry.attribution`), and
+the values are the reducer's interval results
+(:class:`~smartos_telemetry.meters.intervals.MeterIntervals`), read as they
+are.  Per interval and zone (a :class:`Frame` of :class:`ZoneRow`):
 
 * distribution meters: ``{"count", "p50", "p95", "p99", "max"}`` of the
   interval's events (ns; percentiles None when there were none), and the
@@ -13,10 +14,11 @@ and zone (a :class:`Frame` of :class:`ZoneRow`):
   intervals of them, the heatmaps: :class:`~smartos_telemetry.top.heatmap.History`);
 * counter meters: what the interval added (events, segments or ns);
 * ``cpu.util`` (Linux): CPU time the zone's cgroup used over the interval,
-  in percent of one CPU (``cpu.stat`` ``usage_usec``), like top's %CPU.
+  in percent of one CPU (the platform's reader,
+  :class:`~smartos_telemetry.platform.linux.CgroupCpu`), like top's %CPU.
 
-Percentiles are the meters' own (:func:`~smartos_telemetry.meters.percentiles.interval_stats`
-of the interval histogram), over every cgroup of the zone.
+Percentiles are the meters' own, over every cgroup of the zone (the
+attribution step rolls child cgroups up before the reducer reads them).
 
 Zones are filtered in Python (``-z``, the screen's filter); no name ever
 reaches a script.
@@ -26,13 +28,13 @@ import dataclasses
 import datetime
 import time
 
-from smartos_telemetry.meters.percentiles import histogram_stats
-from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+from smartos_telemetry import platform as platforms
+from smartos_telemetry.attribution import HOST_ROW, Attribution, ZoneKeys
+from smartos_telemetry.meters.reduce import SnapshotReducer
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
 from smartos_telemetry.text_format import display_text
 from smartos_telemetry.top import heatmap, names
 from smartos_telemetry.zones import Zone
-from smartos_telemetry.zones.linux_cgroups import os_path
 
 CPU_UTIL = "cpu.util"
 STATS = ("count", "p50", "p95", "p99", "max")
@@ -150,42 +152,6 @@ class Frame:
                            "restarts": self.health.restarts}}
 
 
-class CgroupCpu:
-    """CPU use of Linux zones from their cgroup's ``cpu.stat`` (``usage_usec``)."""
-
-    def __init__(self, root, clock=time.monotonic):
-        self.root = root.rstrip("/")
-        self.clock = clock
-        self._last = {}  # row id -> (usage_usec, when)
-
-    def _usage(self, path):
-        try:
-            # a zone's path is text (linux_cgroups.name_text): the file's is its bytes
-            with open(f"{self.root}{os_path(path)}/cpu.stat", encoding="ascii") as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == "usage_usec":
-                        return int(value)
-        except (OSError, ValueError):
-            pass
-        return None
-
-    def read(self, paths):
-        """``{row id: percent of one CPU since the last read}`` for ``{row id: cgroup
-        path}`` (``""``: the root, i.e. the whole host); none for a new row."""
-        now, out, seen = self.clock(), {}, {}
-        for row_id, path in paths.items():
-            usage = self._usage(path)
-            if usage is None:
-                continue
-            seen[row_id] = (usage, now)
-            prev = self._last.get(row_id)
-            if prev and now > prev[1] and usage >= prev[0]:
-                out[row_id] = 100.0 * (usage - prev[0]) / 1e6 / (now - prev[1])
-        self._last = seen
-        return out
-
-
 def matches(zone, wanted):
     """True when ``zone`` is one of ``wanted`` (name, instance UUID, id or zonename)."""
     if not wanted:
@@ -210,101 +176,81 @@ class TopModel:
     cgroups' (Linux: rolled up to the zone, as the zone layer resolves
     them), and the rest -- the host and cgroups that are no zone -- in one
     host row (``global`` on SmartOS, as prstat -Z; ``(host)`` on Linux),
-    shown unless zones were asked for by name.
+    shown unless zones were asked for by name.  The attribution step does
+    that (:class:`~smartos_telemetry.attribution.Attribution`); the values are
+    the reducer's, read as they are.
     """
 
     def __init__(self, engines, zone_layer, zone_filter=(), cpu=None, clock=time.monotonic,
-                 wallclock=time.time, history=heatmap.DEFAULT_LENGTH):
-        """``history``: how many intervals the heatmaps keep (:attr:`history`)."""
+                 wallclock=time.time, history=heatmap.DEFAULT_LENGTH, platform=None):
+        """``history``: how many intervals the heatmaps keep (:attr:`history`);
+        ``platform``: a :class:`~smartos_telemetry.platform.base.Platform`
+        (default: the one ``engines`` run on)."""
         self.engines = engines
         self.zone_layer = zone_layer
+        self.platform = platform or platforms.named(engines.platform)
         self.zone_filter = tuple(zone_filter or ())
         self.cpu = cpu
         self.clock = clock
         self.wallclock = wallclock
-        self.reducer = SnapshotReducer(engines.platform, engines.name, keep_histograms=True)
+        self.reducer = SnapshotReducer(self.platform.name, engines.name)
+        resolve = getattr(zone_layer, "resolve", None) \
+            if self.platform.rolls_up_children else None
+        self.attribution = Attribution(resolve, host_row=not self.zone_filter)
         self.kinds = {m.name: m.kind for m in self.reducer.meters}
         if cpu is not None:
             self.kinds[CPU_UTIL] = "util"
         self.meters = tuple(self.kinds)
         self.history = heatmap.History(
             [m for m, kind in self.kinds.items() if kind == "distribution"], history)
-        self.host = Zone(None, "global" if engines.platform == "smartos" else "(host)", "host")
-        self._totals = {}
+        self.host = Zone(HOST_ROW, self.platform.host_row_name, "host")
         self._last = None
 
     def columns(self):
         """The columns this platform and engine have a source for."""
         return [c for c in COLUMNS if c.meter is None or c.meter in self.kinds]
 
-    def _owners(self, zones):
-        """A function: script key -> the row it counts in (a Zone), or None (ignored)."""
-        by_key = {}  # the keys scripts record: cgroup id, zoneid, zonename
-        for zone in zones:
-            by_key[zone.id] = zone
-            if zone.attribute("zonename"):
-                by_key[zone.attribute("zonename")] = zone
-        resolve = getattr(self.zone_layer, "resolve", None) \
-            if self.engines.platform == "linux" else None
-        cache = {}
-
-        def owner(key):
-            if key in by_key:
-                return by_key[key]
-            if key not in cache:
-                zone = resolve(key) if resolve is not None and isinstance(key, int) else None
-                if zone is not None:
-                    cache[key] = zone if zone.id in by_key else None  # filtered out
-                else:
-                    cache[key] = None if self.zone_filter else self.host
-            return cache[key]
-        return owner
-
     def sample(self):
         """Snapshot, reduce and return the Frame since the last call (None the first time)."""
         every = self.zone_layer.zones()
         zones = [z for z in every if matches(z, self.zone_filter)]
-        owner = self._owners(zones)
         now = self.clock()
-        snapshots = self.engines.snapshot()
-        samples = self.reducer.reduce(snapshots)
+        snapshots = self.attribution.attribute(self.engines.snapshot(), ZoneKeys(zones))
+        intervals = self.reducer.reduce(snapshots)
         rows = {z.id: ZoneRow(z, self._empty_meters()) for z in zones}
         if not self.zone_filter:
-            rows[None] = ZoneRow(self.host, self._empty_meters())
-        totals = {}
-        for s in samples:
-            if s.zone is HOST or self.kinds.get(s.name) != "counter":
-                continue
-            totals[(s.zone, s.name)] = s.volume
-            added = int(s.volume - self._totals.get((s.zone, s.name), 0))
-            zone = owner(s.zone)
-            if added and zone is not None:
-                rows[zone.id].meters[s.name] += added
-        merged = {}
-        for (meter, key), hist in self.reducer.interval_histograms.items():
-            zone = owner(key)
-            if zone is not None and hist.counts:
-                k = (zone.id, meter)
-                merged[k] = merged[k].plus(hist) if k in merged else hist
-        for (zone_id, meter), hist in merged.items():
-            row = rows[zone_id]
-            row.histograms[meter] = hist
-            stats = histogram_stats(hist)
-            row.meters[meter]["count"] = hist.count
-            if stats is not None:
-                for stat, value in zip(("p50", "p95", "p99", "max"), stats, strict=False):
-                    row.meters[meter][stat] = round(value)
+            rows[HOST_ROW] = ZoneRow(self.host, self._empty_meters())
+        for mi in intervals.meters.values():
+            kind = self.kinds.get(mi.name)
+            if kind == "counter":
+                for zone_id, added in zip(mi.zones, mi.deltas, strict=True):
+                    if zone_id in rows:
+                        rows[zone_id].meters[mi.name] = added
+            elif kind == "distribution":
+                self._distribution(mi, rows)
         if self.cpu is not None:
             self._cpu(rows, every)
-        self._totals = totals
         last, self._last = self._last, now
         if last is None:
             return None
-        frame = Frame(self.wallclock(), self.engines.name, self.engines.platform, now - last,
+        frame = Frame(self.wallclock(), self.engines.name, self.platform.name, now - last,
                       sorted(rows.values(), key=lambda r: (r.zone.name, str(r.zone.id))),
                       self.engines.health(), self.meters)
         self.history.add(frame)
         return frame
+
+    @staticmethod
+    def _distribution(mi, rows):
+        """Each zone's interval of one distribution meter: its events, the
+        reducer's percentiles and max, and its interval histogram."""
+        for i, zone_id in enumerate(mi.zones):
+            row = rows.get(zone_id)
+            if row is None or mi.max[i] is None:
+                continue  # not shown, or no events in the interval
+            row.meters[mi.name] = {"count": mi.deltas[i], "p50": round(mi.p50[i]),
+                                   "p95": round(mi.p95[i]), "p99": round(mi.p99[i]),
+                                   "max": mi.max[i]}
+            row.histograms[mi.name] = mi.histogram(zone_id)
 
     def _cpu(self, rows, every):
         paths = {z.id: z.path for z in every if z.path}
