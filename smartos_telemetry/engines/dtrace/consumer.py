@@ -51,8 +51,8 @@ LOG = logging.getLogger(__name__)
 ENGINE = "dtrace"
 
 #: the D compiler keeps global state (yypcb): one compile at a time per
-#: process.  Oracle's dtrace_init compiles the D libraries, and two
-#: concurrent inits abort the process (seen on 2.0.7), so set-up holds it too.
+#: process.  Oracle's dtrace_init compiles the D libraries, and on Oracle
+#: DTrace 2.0.7 two concurrent inits abort the process, so set-up holds it too.
 COMPILE_LOCK = threading.Lock()
 
 #: handles this process has opened, for a binding that allows one consumer
@@ -256,7 +256,7 @@ class DTraceConsumer(Engine):
         # dtrace(1) uses: Oracle's dtrace_handle_err compiles the ERROR
         # clause, and registered before the program is compiled it corrupts
         # libdtrace's heap once the program has three or more probe
-        # descriptions (seen on 2.0.7: "double free or corruption" in
+        # descriptions (Oracle DTrace 2.0.7: "double free or corruption" in
         # dtrace_close, "free(): invalid pointer" in dtrace_go)
         for register, callback in ((lib.dtrace_handle_err, lib.st_err_cb),
                                    (lib.dtrace_handle_drop, lib.st_drop_cb),
@@ -441,7 +441,7 @@ class DTraceConsumer(Engine):
         b = self._binding
         # status + work first: Oracle 2.0.7's dtrace_aggregate_snap returns
         # what the last dtrace_work read, so without it a snapshot is as old
-        # as the keep-alive's last round (up to a second; seen on 2.0.7).
+        # as the keep-alive's last round (up to a second).
         # dtrace_work may block for up to the switchrate (100 ms at 10hz);
         # it also brings drops, errors and output up to date.
         self._poll_locked()
