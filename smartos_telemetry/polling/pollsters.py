@@ -22,6 +22,7 @@ from ceilometer import sample as ceilometer_sample
 from ceilometer.polling import plugin_base
 from oslo_log import log as logging
 
+from smartos_telemetry.attribution import ZoneKeys
 from smartos_telemetry.errors import TelemetryError
 from smartos_telemetry.meters.reduce import HOST
 from smartos_telemetry.polling import telemetry_service
@@ -83,17 +84,6 @@ def zone_metadata(host, zone):
     return metadata
 
 
-def zones_by_key(zones):
-    """Zones by every key a script may record them under: the id (cgroup id,
-    SmartOS zoneid) and, on SmartOS, the zonename."""
-    out = {}
-    for zone in zones:
-        out[zone.id] = zone
-        if zone.attribute("zonename"):
-            out[zone.attribute("zonename")] = zone
-    return out
-
-
 class _MeterPollster(plugin_base.PollsterBase):
     meter = None
 
@@ -124,7 +114,7 @@ class ZoneMeterPollster(_MeterPollster):
 
     def get_samples(self, manager, cache, resources):
         service, samples = self._samples(cache, resources)
-        zones = zones_by_key(resources)
+        zones = ZoneKeys(resources)  # only the zones discovery handed us
         host = service.host
         for name, kind, unit, volume, key in samples:
             zone = zones.get(key)
