@@ -398,12 +398,14 @@ class BpftraceEngine(Engine):
             # bpftrace's printing walks the keys with get-next-key: never
             # delete under it
             due = time.monotonic() + self.opts["snapshot_timeout"]
-            while self._pending is not None and self._child_ready and not self._stopped:
+            # (a child being killed is not waited for: its maps go with it)
+            while (self._pending is not None and self._child_ready and not self._killing
+                   and not self._stopped):
                 remaining = due - time.monotonic()
                 if remaining <= 0:
                     return None
                 self._cond.wait(remaining)
-            pid = self.pid if self._child_ready else None
+            pid = self.pid if self._child_ready and not self._killing else None
             self._pruning = pid is not None
         deleted = 0
         try:
