@@ -29,7 +29,9 @@ _CANDIDATES = (
 
 _CONTRACT_LINE = re.compile(
     r"^\s*\*?\s*@(?P<name>[A-Za-z_]\w*)\[(?P<keys>[^\]]*)\]\s*=\s*(?P<action>[a-z]+)\(")
-_LOGLINEAR = re.compile(r"^//\s*loglinear:\s*(?P<maps>(?:@\w+\s*)+)$", re.MULTILINE)
+#: ``// loglinear: @a @b`` on a line of its own (names apart by spaces or commas)
+_LOGLINEAR = re.compile(r"^[ \t]*//[ \t]*loglinear:[ \t]*(?P<maps>@\w+(?:[ \t,]+@\w+)*)[ \t,]*$",
+                        re.MULTILINE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,15 +72,30 @@ def shipped_scripts():
     return found
 
 
+def loglinear_maps(source):
+    """The maps (names without ``@``) a script marks ``// loglinear: @a @b``:
+    their keys end in a log-linear bucket index, counted (see
+    ``engines/bpftrace/loglinear.py``); the one reading of the marker."""
+    return frozenset(name for match in _LOGLINEAR.finditer(source)
+                     for name in re.findall(r"@(\w+)", match.group("maps")))
+
+
+def shipped_with_suffix(suffix):
+    """Relative paths of every shipped script whose name ends in ``suffix``
+    (e.g. ``.bpf.c``: what the libbpf engine can run), sorted."""
+    base = scripts_dir()
+    return sorted(f"{platform}/{name}" for platform in os.listdir(base)
+                  if os.path.isdir(os.path.join(base, platform))
+                  for name in os.listdir(os.path.join(base, platform)) if name.endswith(suffix))
+
+
 def contract(source):
     """``{name: AggContract}`` declared by a script's header comment."""
     header, _, _ = source.partition("*/")
     _, marker, block = header.partition("Contract:")
     if not marker:
         raise ConfigError("script declares no 'Contract:' in its header comment")
-    loglinear = set()
-    for match in _LOGLINEAR.finditer(source):
-        loglinear.update(m.lstrip("@") for m in match.group("maps").split())
+    loglinear = loglinear_maps(source)
     found = {}
     for line in block.splitlines():
         m = _CONTRACT_LINE.match(line)

@@ -9,9 +9,11 @@ those facts)."""
 import re
 
 import pytest
+from d_source import d_clauses
 
 from smartos_telemetry import scripts
 from smartos_telemetry.errors import ConfigError
+from smartos_telemetry.meters import catalogue
 
 ALL = scripts.shipped_scripts()
 
@@ -59,6 +61,27 @@ def test_d_bodies_record_what_the_contract_declares(relative):
                              body), f"{relative}: @{name} must use llquantize(.., 10, 3, 9, 100)"
 
 
+def test_the_libbpf_trial_loads_exactly_the_catalogue_s_programs():
+    # LibbpfEngine.trial_load proves every shipped .bpf.c program, without
+    # asking the catalogue (engines sit below the meters)
+    assert scripts.shipped_with_suffix(".bpf.c") == catalogue.scripts_for("linux", "libbpf")
+
+
+def test_one_reading_of_the_loglinear_marker():
+    src = ("// loglinear: @runq_ns @io_ns\n"
+           "  //loglinear:@srtt_ns, @connect_ns,\n"
+           "@x = count(); // loglinear: @not_a_marker (not a line of its own)\n"
+           "// loglinear: none\n")
+    assert scripts.loglinear_maps(src) == {"runq_ns", "io_ns", "srtt_ns", "connect_ns"}
+    for rel in ALL:
+        if rel.endswith(".bt"):
+            with open(scripts.script_path(rel), encoding="utf-8") as f:
+                source = f.read()
+            marked = scripts.loglinear_maps(source)
+            assert marked and marked == {n for n, c in scripts.contract(source).items()
+                                         if c.action == "llquantize"}, rel
+
+
 def test_contract_parsing_and_loglinear_maps():
     src = """/*
  * Contract:
@@ -98,20 +121,6 @@ def test_a_platform_s_d_scripts_combine_into_one_program():
         scripts.combine(["linux/tcp.bt"])
 
 
-def d_clauses(source):
-    """``[(probes, predicate or None, action)]`` of a D program's clauses
-    (comments stripped; our scripts have no nested braces)."""
-    body = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
-    body = re.sub(r"//[^\n]*", "", body)
-    clauses = []
-    for m in re.finditer(r"([^{}]*?)\{(.*?)\}", body, re.S):
-        head, predicate = m.group(1).strip(), None
-        pm = re.match(r"(.*?)\s*/(.*)/\Z", head, re.S)
-        if pm:
-            head, predicate = pm.group(1), " ".join(pm.group(2).split())
-        probes = [p.strip() for p in head.split(",") if p.strip()]
-        clauses.append((probes, predicate, m.group(2)))
-    return clauses
 
 
 PROBE_NAME = re.compile(r"[a-z]+:[\w-]*:[\w-]*:[\w-]+\Z")

@@ -22,7 +22,7 @@ clauses, what the kernel does:
 
 import re
 
-from test_script_contracts import d_clauses
+from d_source import d_clauses
 
 from smartos_telemetry import scripts
 

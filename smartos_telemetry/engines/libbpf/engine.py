@@ -164,10 +164,8 @@ class LibbpfEngine(Engine):
         verifier and the attach are the only proof that a CO-RE object
         suits this kernel)."""
         if cls._trial is None:
-            from smartos_telemetry.meters import catalogue
-
             problems, loaded = [], {}
-            for rel in catalogue.scripts_for("linux", "libbpf"):
+            for rel in scripts.shipped_with_suffix(".bpf.c"):
                 try:
                     with open(scripts.script_path(rel), encoding="utf-8") as f:
                         engine = cls(f.read(), rel)
