@@ -20,8 +20,8 @@ import textwrap
 import pytest
 from ceilometer import sample as ceilometer_sample
 from ceilometer.publisher import utils as publisher_utils
+from ceilometer_agent import Agent
 from linux_workloads import python_in, scratch_cgroups, start_in, stop, wait_for
-from test_ceilometer_polling import Agent
 
 from smartos_telemetry.polling import pollsters
 from smartos_telemetry.text_format import display_text

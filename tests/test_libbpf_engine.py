@@ -14,7 +14,7 @@ import sys
 import time
 
 import pytest
-import test_linux_meters as meters
+import zone_workloads as meters
 from linux_workloads import (
     cgroup_id,
     loopback_acceptor,

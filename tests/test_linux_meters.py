@@ -8,16 +8,20 @@ The samples for A must cover every Linux meter with values that match what
 the test did, and asking for A alone must give nothing of B.
 """
 
-import contextlib
-import json
-import os
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
-from linux_workloads import cgroup_id, python_in, scratch_cgroups, start_in, stop
+from linux_workloads import cgroup_id, scratch_cgroups, stop
+from zone_workloads import (
+    CONNECTS,
+    REFUSED,
+    TIMED_OUT,
+    WRITES,
+    by_name,
+    scratch_file,
+    start_zone_workloads,
+    tcp_endpoints,
+)
 
 from smartos_telemetry.engines.bpftrace.engine import BpftraceEngine
 from smartos_telemetry.meters import catalogue
@@ -26,127 +30,12 @@ from smartos_telemetry.scripts import contract, script_path
 
 pytestmark = pytest.mark.root
 
-CONNECTS, REFUSED, TIMED_OUT, WRITES = 150, 5, 2, 200
-
-WORKLOAD = """
-import json, mmap, os, socket, sys, time
-port, closed_port, full_port = (int(a) for a in sys.argv[1:4])
-scratch = sys.argv[4]
-# the file is written once before the count starts, so that the counted
-# writes overwrite blocks in place: no allocation and no metadata to read
-# (cold caches would otherwise add reads of the extent tree to the zone)
-fd = os.open(scratch, os.O_CREAT | os.O_WRONLY | os.O_DIRECT, 0o600)
-buf = mmap.mmap(-1, 65536)
-for i in range({writes}):
-    os.pwrite(fd, buf, i * 65536)
-os.fsync(fd)
-# warm up every code path once (name service libraries, lazily loaded
-# modules): their first use reads files, which is zone A's disk I/O too
-warm = socket.create_connection(("127.0.0.1", port))
-warm.sendall(b"x")
-warm.close()
-try:
-    socket.create_connection(("127.0.0.1", closed_port))
-except ConnectionRefusedError:
-    pass
-json.dumps([1])
-print("ready", flush=True)  # started -- wait for go
-sys.stdin.readline()
-durations = []
-for _ in range({connects}):
-    t0 = time.monotonic_ns()
-    s = socket.create_connection(("127.0.0.1", port))
-    durations.append(time.monotonic_ns() - t0)
-    s.sendall(b"x" * 1000)  # the server's ACK drives tcp_probe (srtt)
-    s.close()
-for _ in range({refused}):
-    try:
-        socket.create_connection(("127.0.0.1", closed_port))
-    except ConnectionRefusedError:
-        pass
-for _ in range({timed_out}):  # the listener's queue is full: SYN dropped, resent at 1 s
-    try:
-        socket.create_connection(("127.0.0.1", full_port), timeout=1.5)
-    except (TimeoutError, socket.timeout):
-        pass
-for i in range({writes}):
-    os.pwrite(fd, buf, i * 65536)
-os.close(fd)
-os.unlink(scratch)
-print(json.dumps(durations))
-"""
-
-
 def engines():
     out = {}
     for rel in catalogue.scripts_for("linux", "bpftrace"):
         with open(script_path(rel), encoding="utf-8") as f:
             out[rel] = BpftraceEngine(f.read(), rel)
     return out
-
-
-@contextlib.contextmanager
-def tcp_endpoints():
-    """Loopback ports: one accepting, one refusing, one whose queue is full.
-
-    Yields the three port numbers; closes everything afterwards.
-    """
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(512)
-    full = socket.socket()
-    full.bind(("127.0.0.1", 0))
-    full.listen(0)
-    closed = socket.socket()
-    closed.bind(("127.0.0.1", 0))  # bound, never listening: connects are refused
-    fillers = []  # fill the accept queue so that further SYNs are dropped
-    try:
-        for _ in range(4):
-            try:
-                fillers.append(socket.create_connection(full.getsockname(), timeout=0.5))
-            except TimeoutError:
-                break
-        yield tuple(s.getsockname()[1] for s in (server, closed, full))
-    finally:
-        for s in (server, full, closed, *fillers):
-            s.close()
-
-
-def scratch_file():
-    """A path for the direct-I/O file on the root disk (the workload removes it)."""
-    return os.path.join("/var/tmp", f"st-test-direct-io-{os.getpid()}-{time.monotonic_ns()}")
-
-
-def start_zone_workloads(cg, ports, scratch, baseline):
-    """CPU hogs and WORKLOAD in zone "a", a sleeper in "b".
-
-    ``baseline()`` runs once everything has started and before WORKLOAD
-    does its work, so the interval after it holds exactly that work.
-    Returns ``(processes, durations)``: every process started (to stop), and
-    the workload's own timings of its successful connects, sorted.
-    """
-    # the hogs say when they are up: their start-up reads from disk are
-    # zone A's I/O too, and must happen before the baseline
-    procs = [python_in(cg["a"], "print('ready', flush=True)\nwhile True: pass",
-                       stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    for hog in procs:
-        assert hog.stdout.readline().strip() == "ready"
-    procs.append(python_in(cg["b"], "import time\nwhile True: time.sleep(0.001)"))
-    code = WORKLOAD.format(connects=CONNECTS, refused=REFUSED, timed_out=TIMED_OUT,
-                           writes=WRITES)
-    work = start_in(cg["a"], [sys.executable, "-c", code, *map(str, ports), str(scratch)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    procs.append(work)
-    assert work.stdout.readline().strip() == "ready"
-    time.sleep(0.5)
-    baseline()
-    out, _ = work.communicate("go\n", timeout=120)
-    assert work.returncode == 0
-    return procs, sorted(json.loads(out))
-
-
-def by_name(samples, zone):
-    return {s.name: s.volume for s in samples if s.zone == zone}
 
 
 def test_every_linux_meter_from_bpftrace():

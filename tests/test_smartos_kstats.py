@@ -17,7 +17,7 @@ import os
 import re
 
 import pytest
-from test_smartos_vmadm import BIN, FIXTURES, FakeClock, Tools, make_inventory
+from smartos_fixtures import BIN, FIXTURES, FakeClock, Tools, make_inventory
 
 from smartos_telemetry.commands import CommandFailed
 from smartos_telemetry.meters import kstat_counters

@@ -9,10 +9,15 @@ command paths.
 
 import json
 import os
-import shutil
 import time
 
 import pytest
+from smartos_fixtures import (
+    FIXTURES,
+    FakeClock,
+    Tools,
+    make_inventory,
+)
 
 from smartos_telemetry.commands import CommandFailed
 from smartos_telemetry.errors import TelemetryError
@@ -26,9 +31,6 @@ from smartos_telemetry.zones.smartos_vmadm import (
     parse_zoneadm,
 )
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "smartos")
-BIN = os.path.join(FIXTURES, "bin")
-
 A = "2a7c1e4f-8d3b-4f6a-9c2e-5b1d7e3f9a01"  # joyent, web01
 B = "b3e1c9d2-4a5f-4e8b-a7c6-1d2e3f4a5b02"  # lx, db01
 C = "c4f2d0e3-5b6a-4f9c-b8d7-2e3f4a5b6c03"  # kvm, no alias, no cap
@@ -39,44 +41,8 @@ P1 = "9f0e7d6c-5b4a-4392-8170-6e5d4c3b2a19"
 P2 = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d"
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
-class Tools:
-    """The fixture commands' state directory: what each prints and returns."""
-
-    def __init__(self, directory):
-        self.dir = directory
-
-    def answer(self, tool, fixture=None, text=None, rc=0, stderr=None, sleep=None):
-        path = os.path.join(self.dir, tool)
-        if fixture:
-            shutil.copyfile(os.path.join(FIXTURES, fixture), path + ".out")
-        elif text is not None:
-            with open(path + ".out", "w") as f:
-                f.write(text)
-        for suffix, value in ((".rc", rc or None), (".stderr", stderr), (".sleep", sleep)):
-            if value is None:
-                if os.path.exists(path + suffix):
-                    os.unlink(path + suffix)
-            else:
-                with open(path + suffix, "w") as f:
-                    f.write(f"{value}\n")
-
-    def calls(self, tool):
-        try:
-            with open(os.path.join(self.dir, tool + ".argv")) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def path(self, tool):
-        return os.path.join(BIN, tool)
 
 
 @pytest.fixture
@@ -88,9 +54,6 @@ def tools(tmp_path, monkeypatch):
     return t
 
 
-def make_inventory(tools, clock, **options):
-    return VmadmInventory(vmadm=tools.path("vmadm"), zoneadm=tools.path("zoneadm"),
-                          clock=clock, **options)
 
 
 ATTRS_A = (("brand", "joyent"), ("cpu_cap", 200), ("display_name", "web01"),

@@ -10,7 +10,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 
 import pytest
-from test_top_batch import (
+from top_helpers import (
     REPO,
     FakeEngines,
     FakeZones,

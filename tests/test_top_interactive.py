@@ -15,7 +15,7 @@ import time
 
 import pytest
 from linux_workloads import pid_alive, scratch_cgroups, wait_for
-from test_top_batch import REPO, children, hot_and_cool, plain_parent, svg_heatmaps, top_command
+from top_helpers import REPO, children, hot_and_cool, plain_parent, svg_heatmaps, top_command
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,7 @@ import time
 
 from linux_workloads import cgroup_id, scratch_cgroups, stop
 from own_process import in_own_process
-from test_linux_meters import (
+from zone_workloads import (
     CONNECTS,
     REFUSED,
     TIMED_OUT,

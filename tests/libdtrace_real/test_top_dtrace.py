@@ -2,7 +2,7 @@
 the same known workloads and checks as tests/test_top_batch.py on bpftrace.
 top runs as a child process: it opens the one libdtrace consumer there."""
 
-from test_top_batch import json_against_workloads
+from top_helpers import json_against_workloads
 
 
 def test_batch_json_on_dtrace_matches_the_workloads():
