@@ -9,8 +9,19 @@ import pytest
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.engines.dtrace import buckets
-from smartos_telemetry.meters.percentiles import PERCENTS, histogram_stats, interval_stats
+from smartos_telemetry.meters.percentiles import PERCENTS, interval_stats
 from smartos_telemetry.snapshot import INT64_MAX, INT64_MIN, Bucket, Histogram
+
+
+def histogram_stats(histogram, percents=PERCENTS):
+    """``(p..., max, midpoint_sum)`` of one histogram by the production
+    :func:`interval_stats` (one row); None without events."""
+    if not histogram.counts:
+        return None
+    stats = interval_stats(histogram.lows, histogram.highs, [histogram.counts], percents)
+    if stats.max[0] is None:
+        return None
+    return (*(column[0] for column in stats.percentiles), stats.max[0], stats.midpoints[0])
 
 
 def percentile(histogram, pct):

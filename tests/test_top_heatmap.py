@@ -21,7 +21,7 @@ from top_helpers import (
     top_env,
 )
 
-from smartos_telemetry.meters.percentiles import histogram_stats
+from smartos_telemetry.meters.percentiles import interval_stats
 from smartos_telemetry.snapshot import (
     INT64_MAX,
     INT64_MIN,
@@ -105,8 +105,9 @@ def test_the_heatmap_columns_are_the_last_intervals_and_p50_p99_the_meters_own()
     assert len(heat.columns) == 5
     for column, frame in zip(heat.columns, frames[-5:], strict=True):
         hist = next(r for r in frame.rows if r.zone.name == "a").histograms[RUNQ]
-        stats = histogram_stats(hist)  # the reducer's percentile code
-        assert (column.p50, column.p99) == (round(stats[0]), round(stats[2]))
+        # the reducer's percentile code
+        p50, _, p99 = interval_stats(hist.lows, hist.highs, [hist.counts]).percentiles
+        assert (column.p50, column.p99) == (round(p50[0]), round(p99[0]))
         assert column.count == hist.count == sum(column.cells)
         assert column.end == frame.timestamp
     assert heat.row_of(heat.columns[-1].p50) == next(

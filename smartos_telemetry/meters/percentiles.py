@@ -151,13 +151,3 @@ def _midpoint_sums(counts, totals, used, bounds):
     sums = [bounds.sums[b] for b in used.tolist()]
     return [sum(c * s for c, s in zip(row, sums, strict=True)) / 2 for row in counts.tolist()]
 
-
-def histogram_stats(histogram, percents=PERCENTS):
-    """``(p..., max, midpoint_sum)`` of one :class:`Histogram` (counts >= 0),
-    by :func:`interval_stats`; None when it has no events."""
-    if not histogram.counts:
-        return None
-    stats = interval_stats(histogram.lows, histogram.highs, [histogram.counts], percents)
-    if stats.max[0] is None:
-        return None
-    return (*(column[0] for column in stats.percentiles), stats.max[0], stats.midpoints[0])

@@ -43,15 +43,8 @@ ESTIMATE_SUFFIX = ".sum~"
 class SnapshotReducer:
     """Meter intervals for one platform and engine, poll after poll."""
 
-    def __init__(self, platform, engine, ttl=900.0, max_zones=10000, keep_histograms=False,
-                 clock=time.monotonic):
-        """``keep_histograms``: keep the last poll's interval histogram of
-        every busy zone in :attr:`interval_histograms`, ``{(meter name,
-        zone): Histogram}`` (what smartos-dtrace-top drew before it read
-        the :class:`Intervals`)."""
+    def __init__(self, platform, engine, ttl=900.0, max_zones=10000, clock=time.monotonic):
         self.platform_engine = (platform, engine)
-        self.keep_histograms = keep_histograms
-        self.interval_histograms = {}
         self.meters = catalogue.meters_for(platform, engine)
         self.health_meters = [m for m in catalogue.CATALOGUE if m.kind == "health"]
         self._histogram_keys = {(m.name, m.sources[self.platform_engine].aggregation)
@@ -153,13 +146,7 @@ class SnapshotReducer:
             out.append(self._distribution(meter, self._acc((meter.name, src.aggregation)).update(
                 rows, generation), sums))
         out.extend(self._health(snapshots, generation))
-        intervals = Intervals(out)
-        if self.keep_histograms:
-            self.interval_histograms = {
-                (mi.name, zone): mi.histogram(zone)
-                for mi in out if mi.kind == "distribution"
-                for zone, top in zip(mi.zones, mi.max, strict=True) if top is not None}
-        return intervals
+        return Intervals(out)
 
     def _distribution(self, meter, update, sums):
         """One distribution meter's :class:`MeterIntervals` from its

@@ -64,7 +64,9 @@ def total_ns(histogram):
 
 def meters_percentile(histogram, pct):
     """The meters' own percentile ``pct`` (1..100) of one histogram."""
-    return percentiles.histogram_stats(histogram, (pct,))[0]
+    stats = percentiles.interval_stats(histogram.lows, histogram.highs, [histogram.counts],
+                                       (pct,))
+    return stats.percentiles[0][0]
 
 
 def exact(durations, q):
