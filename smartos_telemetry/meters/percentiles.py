@@ -51,7 +51,7 @@ class Stats:
 class _Bounds:
     """A layout's clamped bounds in the forms the arithmetic needs."""
 
-    __slots__ = ("highs", "low_f", "width_f", "sums", "sums_array")
+    __slots__ = ("highs", "low_f", "width_f", "sums", "sums_int", "sums_reach")
 
     def __init__(self, lows, highs):
         lows, highs = list(lows), list(highs)
@@ -66,10 +66,13 @@ class _Bounds:
         # would make
         self.low_f = np.array([float(lo) for lo in lows])
         self.width_f = np.array([float(hi - lo) for lo, hi in zip(lows, highs, strict=True)])
-        # twice each midpoint: Python ints, and int64 where every one fits
+        # twice each midpoint: as Python ints; as int64 (0 where one does not
+        # fit); and how far each reaches, to tell which rows' dot products fit
         self.sums = [lo + hi for lo, hi in zip(lows, highs, strict=True)]
-        fits = max((abs(s) for s in self.sums), default=0) < _SAFE
-        self.sums_array = np.array(self.sums, dtype=np.int64) if fits else None
+        self.sums_int = np.array([s if abs(s) < _SAFE else 0 for s in self.sums],
+                                 dtype=np.int64)
+        self.sums_reach = np.array([float(abs(s)) if abs(s) < _SAFE else np.inf
+                                    for s in self.sums])
 
 
 _CACHE = {}
@@ -94,6 +97,10 @@ def interval_stats(lows, highs, counts, percents=PERCENTS):
     inclusive); ``counts``: a 2-D ``int64`` array, one histogram per row
     over that layout, every count >= 0 (an interval's events).  ``percents``:
     integers in 1..100.
+
+    Only the buckets with events are read: every row's, one row after the
+    other, with running totals over all of them, so that a rank's bucket is
+    one binary search however wide the layout.
     """
     for pct in percents:
         if not (isinstance(pct, int) and 0 < pct <= 100):
@@ -105,33 +112,26 @@ def interval_stats(lows, highs, counts, percents=PERCENTS):
     midpoints = [0.0] * n_rows
     if not n_rows or not len(lows):
         return Stats(percentiles, top, midpoints)
-    totals = counts.sum(axis=1)
-    busy = np.flatnonzero(totals > 0)
-    if not len(busy):
+    rows, columns = np.nonzero(counts)  # row by row, each row's buckets ascending
+    if not len(rows):
         return Stats(percentiles, top, midpoints)
     bounds = _bounds(tuple(lows), tuple(highs))
-    if len(busy) < n_rows:
-        counts, totals = counts[busy], totals[busy]
-    used = np.flatnonzero(counts.any(axis=0))  # the buckets any row has events in
-    counts = counts[:, used]
-    running = np.cumsum(counts, axis=1)
-    rows = np.arange(len(busy))
-    low_f, width_f = bounds.low_f[used], bounds.width_f[used]
-
-    def bucket_of(rank):
-        """Each row's bucket holding its event of ``rank`` (running counts
-        rise only at buckets with events, so this one has some)."""
-        return (running < rank[:, None]).sum(axis=1)
-
+    events = counts[rows, columns]
+    running = np.cumsum(events)
+    busy, starts = np.unique(rows, return_index=True)
+    ends = np.append(starts[1:], len(rows))
+    before = np.where(starts > 0, running[starts - 1], 0)  # events of the rows above
+    totals = running[ends - 1] - before
     values = []
     for pct in percents:
         rank = -(-totals * pct // 100)
-        b = bucket_of(rank)
-        in_bucket = counts[rows, b]
-        below = running[rows, b] - in_bucket
-        values.append((low_f[b] + width_f[b] * ((rank - below) - 0.5) / in_bucket).tolist())
-    highest = used[bucket_of(totals)].tolist()
-    mids = _midpoint_sums(counts, totals, used, bounds)
+        at = np.searchsorted(running, before + rank)  # the entry holding the rank-th event
+        b, in_bucket = columns[at], events[at]
+        below = running[at] - in_bucket - before
+        values.append((bounds.low_f[b] + bounds.width_f[b] * ((rank - below) - 0.5)
+                       / in_bucket).tolist())
+    highest = columns[ends - 1].tolist()
+    mids = _midpoint_sums(events, columns, starts, totals, bounds)
     if len(busy) == n_rows:
         return Stats(values, [bounds.highs[b] for b in highest], mids)
     for i, row in enumerate(busy.tolist()):
@@ -142,12 +142,17 @@ def interval_stats(lows, highs, counts, percents=PERCENTS):
     return Stats(percentiles, top, midpoints)
 
 
-def _midpoint_sums(counts, totals, used, bounds):
-    """``sum(count * (low + high)) / 2`` per row, the sum exact as in Python ints."""
-    if bounds.sums_array is not None:
-        sums = bounds.sums_array[used]
-        if int(totals.max()) * int(np.abs(sums).max()) < _SAFE:
-            return ((counts @ sums) / 2).tolist()
-    sums = [bounds.sums[b] for b in used.tolist()]
-    return [sum(c * s for c, s in zip(row, sums, strict=True)) / 2 for row in counts.tolist()]
-
+def _midpoint_sums(events, columns, starts, totals, bounds):
+    """``sum(count * (low + high)) / 2`` per busy row, the sum exact as in
+    Python ints: in int64 for the rows whose products cannot leave it,
+    Python ints for the others."""
+    reach = np.maximum.reduceat(bounds.sums_reach[columns], starts)
+    safe = totals * reach < _SAFE
+    out = (np.add.reduceat(events * bounds.sums_int[columns], starts) / 2).tolist()
+    if not safe.all():
+        ends = np.append(starts[1:], len(events)).tolist()
+        for i in np.flatnonzero(~safe).tolist():
+            part = slice(starts[i], ends[i])
+            out[i] = sum(c * bounds.sums[b] for c, b in
+                         zip(events[part].tolist(), columns[part].tolist(), strict=True)) / 2
+    return out
