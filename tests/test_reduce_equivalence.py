@@ -11,6 +11,7 @@ import pytest
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.accumulator import HistogramAccumulator
 from smartos_telemetry.meters.reduce import ESTIMATE_SUFFIX, HOST, SnapshotReducer
 from smartos_telemetry.snapshot import (
     INT64_MAX,
@@ -203,6 +204,7 @@ class Engine:
         self.hists = collections.defaultdict(dict)  # (aggregation, zone) -> {bucket: count}
         self.counters = {}
         self.health = [0, 0, 0]
+        self.zero_buckets = True
 
     def restart(self):
         self.hists.clear()
@@ -227,11 +229,24 @@ class Engine:
                 self.counters[(agg, zone)] = value
         self.health = [h + self.rng.choice([0, 1]) for h in self.health]
 
+    def grow(self, zones):
+        """More events in the buckets the zones already have, counters up: a
+        steady poll (the same zones, the same buckets)."""
+        for (_, zone), hist in self.hists.items():
+            if zone in zones:
+                for bucket in hist:
+                    hist[bucket] += self.rng.choice([0, 1, 5])
+        for zone in zones:
+            for agg in ("retransmits", "connect_failed", "lat_sum"):
+                self.counters[(agg, zone)] = (self.counters.get((agg, zone), 0)
+                                              + self.rng.choice([0, 2]))
+
     def value(self, agg, zone):
         if agg in ("retransmits", "connect_failed", "lat_sum"):
             return self.counters[(agg, zone)]
         buckets = dict(self.hists[(agg, zone)])
-        if self.rng.random() < 0.05:  # a bucket kept at 0 (Histogram keeps what it is given)
+        if self.zero_buckets and self.rng.random() < 0.05:
+            # a bucket kept at 0 (Histogram keeps what it is given)
             buckets.setdefault(self.rng.choice(POOL), 0)
         return Histogram(sorted((*b, c) for b, c in buckets.items()))
 
@@ -271,18 +286,32 @@ def test_samples_equal_the_straightforward_computation(seed, monkeypatch):
     reference = Reference(clock)
     engine = Engine(rng)
     universe = list(range(1, 25)) + ["web", "db"]  # cgroup ids and zonenames
-    generation, compared = 0, 0
+    generation, compared, present, known = 0, 0, [], None
+    steady = []  # polls the accumulators read the short way (same zones, same buckets)
+    real_steady = HistogramAccumulator._steady
+
+    def counted(acc, *args):
+        out = real_steady(acc, *args)
+        steady.append(out is not None)
+        return out
+
+    monkeypatch.setattr(HistogramAccumulator, "_steady", counted)
     for poll in range(60):
         clock.now += rng.choice([1.0, 1.0, 2.0, 7.0])
-        if rng.random() < 0.07:
-            generation += 1
-            engine.restart()
-        present = rng.sample(universe, rng.randint(0, 18))
-        engine.step(present)
+        if poll and rng.random() < 0.4:  # a steady poll: the same zones, the same buckets
+            engine.grow(present)
+            engine.zero_buckets = False
+        else:
+            if rng.random() < 0.07:
+                generation += 1
+                engine.restart()
+            present = rng.sample(universe, rng.randint(0, 18))
+            engine.step(present)
+            engine.zero_buckets = True
+            known = None if rng.random() < 0.7 else set(rng.sample(universe, 12))
         snapshots = engine.snapshots(present)
         if rng.random() < 0.1:
             del snapshots["linux/diskio.bt"]  # a script without a snapshot this poll
-        known = None if rng.random() < 0.7 else set(rng.sample(universe, 12))
         got = list(reducer.reduce(snapshots, generation, zones=known))
         want = reference.reduce(snapshots, generation, known)
         assert typed(got) == typed(want), (seed, poll)
@@ -302,3 +331,4 @@ def test_samples_equal_the_straightforward_computation(seed, monkeypatch):
             engine.restart()  # the next agent's engine counts from zero
             generation = 0
     assert compared > 2000
+    assert sum(steady) > 10  # the short way was taken, and agreed

@@ -271,6 +271,7 @@ class HistogramAccumulator:
         self._zone_columns = {}  # zone -> (lows, highs, columns) of its last histogram
         # the last poll's zones, their buckets and _flat_columns
         self._last_zones = self._last_lows = self._last_highs = self._last_flat = None
+        self._last_bounds = None
 
     def __len__(self):
         return len(self._rows)
@@ -327,12 +328,28 @@ class HistogramAccumulator:
             # a zone first seen now: everything the engine has for it
             # happened since the engine started, i.e. after our baseline
             self._add(new_zones, now)
-        raw = self._rows_of(zones, hists)
-        if zones == list(self._rows):  # every zone remembered, in row order: the usual poll
+        flat, same = self._flat_columns(zones, hists)
+        try:
+            counts = np.fromiter(itertools.chain.from_iterable(map(_COUNTS, hists)),
+                                 dtype=np.int64, count=len(flat))
+        except (OverflowError, TypeError):
+            self._last_zones = None  # this poll's buckets never reached the state
+            raise
+        if zones == list(self._rows):  # every zone remembered, in row order
             index = slice(None)
         else:
             index = np.fromiter(map(self._rows.__getitem__, zones), dtype=np.intp,
                                 count=len(zones))
+        steady = self._steady(flat, counts, index) if same else None
+        if steady is not None:
+            deltas, added = steady
+            self._totals[index] += added
+            totals = self._totals[index].copy()
+            self._seen[index] = now
+            return self._done(now, HistogramUpdate(zones, deltas, added, totals, self.lows,
+                                                   self.highs))
+        raw = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
+        raw.ravel()[flat] = counts
         deltas = raw - self._raw[index]
         backwards = (deltas < 0).any(axis=1)
         if backwards.any():
@@ -345,7 +362,12 @@ class HistogramAccumulator:
         self._totals[index] += added
         totals = self._totals[index].copy()
         self._seen[index] = now
-        update = HistogramUpdate(zones, deltas, added, totals, self.lows, self.highs)
+        return self._done(now, HistogramUpdate(zones, deltas, added, totals, self.lows,
+                                               self.highs))
+
+    def _done(self, now, update):
+        """``update``, once the zones unseen for the ttl (and beyond
+        ``max_zones``) are forgotten."""
         stale = np.flatnonzero(now - self._seen > self.ttl).tolist()
         if stale:
             every = list(self._rows)
@@ -353,35 +375,48 @@ class HistogramAccumulator:
         _expire(self, stale, lambda: dict(zip(self._rows, self._seen.tolist(), strict=True)))
         return update
 
-    def _rows_of(self, zones, hists):
-        """The histograms as a 2-D array over the layout (widened as needed)."""
-        flat = self._flat_columns(zones, hists)
-        counts = np.fromiter(itertools.chain.from_iterable(map(_COUNTS, hists)),
-                             dtype=np.int64, count=len(flat))
-        out = np.zeros((len(hists), len(self.lows)), dtype=np.int64)
-        out.ravel()[flat] = counts
-        return out
+    def _steady(self, flat, counts, index):
+        """``(deltas, added)`` of a poll with the last poll's zones and their
+        last buckets (the usual poll), or None if a zone went backwards.
+        Each zone's row of the state then holds its last values at exactly
+        these buckets (and zeros elsewhere: a row is written whole, zeroed
+        or new), so only these are read and written.  ``index``: each
+        snapshot row's state row (a slice: the same)."""
+        bounds, width = self._last_bounds, len(self.lows)
+        at = flat
+        if not isinstance(index, slice):
+            moved = (index - np.arange(len(index), dtype=np.intp)) * width
+            at = flat + np.repeat(moved, np.diff(bounds))
+        step = counts - self._raw.ravel()[at]
+        if (step < 0).any():
+            return None
+        self._raw.ravel()[at] = counts
+        deltas = np.zeros((len(bounds) - 1, width), dtype=np.int64)
+        deltas.ravel()[flat] = step
+        running = np.concatenate(([0], np.cumsum(step)))
+        return deltas, running[bounds[1:]] - running[bounds[:-1]]
 
     def _flat_columns(self, zones, hists):
         """Where each bucket of each histogram goes in the 2-D array (flat,
-        row by row): the last poll's when the zones and their buckets are
-        the same (the usual case)."""
+        row by row), and whether the zones and their buckets are the last
+        poll's (then so is the answer: the usual case)."""
         lows, highs = list(map(_LOWS, hists)), list(map(_HIGHS, hists))
         if zones == self._last_zones and lows == self._last_lows and highs == self._last_highs:
-            return self._last_flat
+            return self._last_flat, True
         columns = self._columns_of(zones, hists)
         if columns is None:  # a bucket never seen before
             self._widen({b for h in hists for b in zip(h.lows, h.highs, strict=True)})
             columns = self._columns_of(zones, hists)
+        sizes = np.fromiter(map(len, columns), dtype=np.intp, count=len(columns))
         if columns:
-            sizes = np.fromiter(map(len, columns), dtype=np.intp, count=len(columns))
             flat = np.concatenate(columns) + np.repeat(
                 np.arange(len(columns), dtype=np.intp) * len(self.lows), sizes)
         else:
             flat = np.zeros(0, dtype=np.intp)
         self._last_zones, self._last_lows, self._last_highs = zones, lows, highs
         self._last_flat = flat
-        return flat
+        self._last_bounds = np.concatenate(([0], np.cumsum(sizes)))  # each zone's entries
+        return flat, False
 
     def _columns_of(self, zones, hists):
         """Each histogram's buckets as layout columns (an ``intp`` array per
