@@ -5,7 +5,7 @@ bpftrace runs as a long-lived child (``bpftrace -k -f json /dev/fd/N``, see
 print round is asked for with SIGUSR1 -- bpftrace prints every map, in name
 order, without clearing -- and ends with the sentinel map (see
 :mod:`.program`).  SIGUSR1 is driven from user space because timer probes
-(``interval``) can stall on this kind of VM.
+(``interval``) can stall on some virtual machines.
 
 **Reads in the background.**  Every ``print_interval`` seconds the engine
 asks for a round and keeps the printed lines (decoded only when a snapshot

@@ -64,7 +64,6 @@ def _computed_bounds(index):
 #: every bucket's bounds, made once: the histograms of all zones and polls
 #: then share the same int objects, which makes the poll's layout
 #: comparisons identity checks and keeps a busy host's snapshots small
-#: (a reduction of 1,000 zones 1.2-1.3x faster, measured poll by poll)
 _BOUNDS = tuple(_computed_bounds(i) for i in range(MAX_INDEX + 1))
 
 

@@ -18,7 +18,7 @@ Guarantees (tests/test_bpftrace_engine.py checks them against real bpftrace):
   memfd (``/dev/fd/N``) and stderr goes to another, so an agent that ends
   by ``os._exit`` (cotyledon does) or by a signal leaves no work files.
 
-Where tracefs is not mounted (as on this kind of VM), the child runs in a
+Where tracefs is not mounted (some minimal VM images), the child runs in a
 private mount namespace that mounts it (``unshare``), so nothing on the host
 changes.
 """
@@ -191,7 +191,7 @@ class Supervisor:
                 signal_group(self.proc, signal.SIGCONT)  # a stopped child must run to exit
         self._thread.join(self.stop_timeout)
         if self._thread.is_alive():
-            # seen on this kind of VM: exit (detach) sometimes stalls for seconds
+            # bpftrace's exit (detaching every probe) can stall for seconds
             LOG.warning("bpftrace pid %s had not exited %.0f s after SIGINT; killing it",
                         self.pid, self.stop_timeout)
             with self._lock:

@@ -30,11 +30,12 @@ Nothing from outside the script is ever interpolated into it.
 import dataclasses
 import re
 
+from smartos_telemetry.scripts import loglinear_maps
+
 READY_MARKER = "smartos-telemetry:ready"
 
 _AGG = re.compile(
     r"@(\w*)\s*(?:\[[^\]]*\])?\s*=\s*(count|sum|min|max|avg|stats|hist|lhist)\s*\(")
-_LOGLINEAR = re.compile(r"//\s*loglinear:\s*((?:@\w+[\s,]*)+)")
 _MAP_NAME = re.compile(r"@(\w*)")
 _AVG = re.compile(r"\bavg\s*\(")
 _BEGIN = re.compile(r"(?m)^[ \t]*BEGIN\s*\{")
@@ -56,8 +57,7 @@ def prepare(source):
     """The Program that runs ``source`` with a sentinel and a ready marker."""
     text = _AVG.sub("stats(", source)
     functions = {name: "stats" if fn == "avg" else fn for name, fn in _AGG.findall(text)}
-    loglinear = frozenset(
-        name for group in _LOGLINEAR.findall(source) for name in re.findall(r"@(\w+)", group))
+    loglinear = loglinear_maps(source)
     longest = max((len(n) for n in _MAP_NAME.findall(source)), default=0)
     sentinel = "z" * max(longest + 1, 8)
     inject = f' @{sentinel} = count(); printf("{READY_MARKER}\\n"); '
