@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from oslo_config import cfg
 
 from smartos_telemetry.meters import catalogue
+from smartos_telemetry.platform.linux import Linux
 from smartos_telemetry.polling import opts, telemetry_service
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
 from smartos_telemetry.zones import Zone
@@ -36,7 +37,7 @@ class Engines:
 
     rows = {}
 
-    def __init__(self, platform, name, options=None, **settings):
+    def __init__(self, name, scripts, options=None, **settings):
         pass
 
     def start(self):
@@ -63,6 +64,13 @@ class Engines:
                 for script, aggs in by_script.items()}
 
 
+class BpftraceLinux(Linux):
+    """Linux, where ``auto`` is bpftrace whatever this host has."""
+
+    def choose_engine(self, requested="auto"):
+        return "bpftrace", "bench"
+
+
 class Layer:
     def __init__(self, zones):
         self.live = zones
@@ -76,7 +84,6 @@ class Layer:
 
 def service_for(zones, state_file, platform="linux"):
     telemetry_service.EngineSet = Engines
-    telemetry_service.choose = lambda platform, engine: ("bpftrace", "bench")
     conf = cfg.ConfigOpts()
     conf([], default_config_files=[])
     conf.register_opt(cfg.StrOpt("host", default="cn1"))
@@ -84,6 +91,7 @@ def service_for(zones, state_file, platform="linux"):
     conf.set_override("platform", "linux", group="smartos")
     conf.set_override("state_file", state_file, group="smartos")
     service = telemetry_service.TelemetryService(conf)
+    service.platform = BpftraceLinux()
     service._zones = Layer(zones)
     return service
 

@@ -370,3 +370,34 @@ class Snapshot:
     def as_json(self):
         """One object per aggregation, as ``run-script --json`` prints them."""
         return [agg.as_dict() for _, agg in sorted(self.aggregations.items())]
+
+
+def summed_health(healths):
+    """One EngineHealth of several engines' (drops and errors by kind, restarts)."""
+    drops, errors, restarts = {}, {}, 0
+    for h in healths:
+        for kind, n in h.drops.items():
+            drops[kind] = drops.get(kind, 0) + n
+        for kind, n in h.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+        restarts += h.restarts
+    return EngineHealth(drops=drops, errors=errors, restarts=restarts)
+
+
+class Snapshots(dict):
+    """``{script: Snapshot}`` of one poll and ``health``, the engines' health
+    counters summed once (:meth:`EngineSet.snapshot
+    <smartos_telemetry.engines.engine_set.EngineSet.snapshot>` sums each
+    engine once; several scripts may share one engine's snapshot).
+
+    Made from a plain dict, ``health`` sums the distinct snapshots' own."""
+
+    def __init__(self, by_script=(), health=None):
+        super().__init__(by_script)
+        if health is None:
+            distinct = []
+            for snap in self.values():
+                if not any(snap is seen for seen in distinct):
+                    distinct.append(snap)
+            health = summed_health(s.health for s in distinct)
+        self.health = health

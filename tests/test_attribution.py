@@ -22,8 +22,12 @@ def test_zone_keys_find_a_smartos_zone_by_zoneid_and_by_zonename():
 
 def test_zonename_and_zoneid_rows_of_one_zone_meet_under_its_id():
     web = Zone(5, "web01", "joyent", attributes=(("zonename", "z-web"),))
-    out = Attribution().attribute({"s.d": snap({(5,): 2, ("z-web",): 3})}, ZoneKeys([web]))
+    keys = ZoneKeys([web])
+    out = Attribution(by_zone_id=True).attribute({"s.d": snap({(5,): 2, ("z-web",): 3})}, keys)
     assert out["s.d"]["a"].rows == {(5,): 5}
+    # the agent keeps a zone's own keys: the zonename outlives a zone reboot
+    engine = {"s.d": snap({(5,): 2, ("z-web",): 3})}
+    assert Attribution().attribute(engine, keys) is engine
 
 
 def test_child_cgroups_roll_up_and_their_owner_is_remembered():

@@ -12,6 +12,7 @@ import pytest
 from d_source import d_clauses
 
 from smartos_telemetry import scripts
+from smartos_telemetry.engines.dtrace.combine import combine
 from smartos_telemetry.errors import ConfigError
 from smartos_telemetry.meters import catalogue
 
@@ -111,14 +112,14 @@ def test_smartos_scripts_key_by_zone_never_by_an_operator_string():
 def test_a_platform_s_d_scripts_combine_into_one_program():
     for platform in ("linux", "smartos"):
         rels = [p for p in ALL if p.startswith(platform + "/") and p.endswith(".d")]
-        source, merged = scripts.combine(rels)
+        source, merged = combine(rels)
         assert all(f"---- {r} ----" in source for r in rels)
         assert set(merged) == {n for r in rels
                                for n in scripts.contract(open(scripts.script_path(r)).read())}
     with pytest.raises(ConfigError, match="declared by two scripts"):
-        scripts.combine(["linux/tcp.d", "linux/tcp.d"])
+        combine(["linux/tcp.d", "linux/tcp.d"])
     with pytest.raises(ConfigError, match="only D scripts"):
-        scripts.combine(["linux/tcp.bt"])
+        combine(["linux/tcp.bt"])
 
 
 

@@ -20,6 +20,7 @@ from oslo_config import cfg
 from smartos_telemetry.meters import saved_totals
 from smartos_telemetry.meters.kstat_counters import KstatCounters
 from smartos_telemetry.meters.saved_totals import SavedTotals, StateFile
+from smartos_telemetry.platform.linux import Linux
 from smartos_telemetry.polling import opts, telemetry_service
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
 from smartos_telemetry.zones import Zone
@@ -230,7 +231,7 @@ class Engines:
 
     instances = []
 
-    def __init__(self, platform, name, options=None, **settings):
+    def __init__(self, name, scripts, options=None, **settings):
         self.rows = {}
         Engines.instances.append(self)
 
@@ -249,6 +250,13 @@ class Engines:
         return {"linux/runqueue.bt": snap, "linux/tcp.bt": snap}
 
 
+class BpftraceLinux(Linux):
+    """Linux, where ``auto`` is bpftrace whatever this host has."""
+
+    def choose_engine(self, requested="auto"):
+        return "bpftrace", "test"
+
+
 class Layer:
     def __init__(self, zones):
         self.live = zones
@@ -263,7 +271,6 @@ class Layer:
 def agent(monkeypatch, state_file, zones):
     """A new agent process's service (a fresh conf: nothing shared)."""
     monkeypatch.setattr(telemetry_service, "EngineSet", Engines)
-    monkeypatch.setattr(telemetry_service, "choose", lambda platform, engine: ("bpftrace", "test"))
     conf = cfg.ConfigOpts()
     conf([], default_config_files=[])
     conf.register_opt(cfg.StrOpt("host", default="cn1"))
@@ -271,7 +278,7 @@ def agent(monkeypatch, state_file, zones):
     conf.set_override("platform", "linux", group="smartos")
     conf.set_override("state_file", str(state_file), group="smartos")
     service = telemetry_service.TelemetryService(conf)
-    service.platform = "linux"
+    service.platform = BpftraceLinux()
     service._zones = Layer(zones)
     return service
 

@@ -100,7 +100,7 @@ def test_a_thousand_zones_come_and_go_and_everything_follows_the_live_ones():
                          if s.zone is HOST and s.name == "telemetry.engine.drops")
             reducer = service._reducer
             remembered = max(len(acc) for acc in reducer._accumulators.values())
-            owners = len(service._owners)
+            owners = len(service.attribution().owners)
             live = sum(len(dirs) for _, dirs, _ in os.walk(unified_root())) + 1
     assert drops == 0
     # map rows: the live cgroups' (host services) and, at most, one batch's

@@ -30,6 +30,7 @@ from smartos_telemetry.snapshot import (
     EngineHealth,
     Histogram,
     Snapshot,
+    Snapshots,
 )
 from smartos_telemetry.top import model as m
 
@@ -76,7 +77,8 @@ class FakeEngines:
         self.snaps = []
 
     def snapshot(self):
-        return self.snaps.pop(0)
+        # as EngineSet.snapshot: the scripts' snapshots and the engines' health
+        return Snapshots(self.snaps.pop(0), health=self.health())
 
     def health(self):
         return EngineHealth(drops={"lost_events": 2})

@@ -192,7 +192,7 @@ def run(args):
         layer = here.zone_layer(plain_parents=args.plain_parent)
         name, why = here.choose_engine(args.engine)
         say(f"{name} engine on {here.name} ({why})")
-        engines = EngineSet(here.name, name)
+        engines = EngineSet(name, here.scripts(name), label=f"{here.name} meters")
         engines.start(progress=_progress)
         top = model.TopModel(engines, layer, zone_filter=args.zone,
                              cpu=here.cpu_reader(layer), history=args.history,

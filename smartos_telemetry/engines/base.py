@@ -20,6 +20,8 @@ Engines are context managers (``with engine: ...`` starts and stops).
 
 import abc
 
+from smartos_telemetry.scripts import script_path
+
 
 class Engine(abc.ABC):
     """One running script on one tracing engine."""
@@ -28,11 +30,25 @@ class Engine(abc.ABC):
     name = None
     #: the options this engine takes, where it says (None: not declared)
     options_known = None
+    #: True when one engine runs several scripts as one program
+    #: (:meth:`for_scripts` then makes one engine for them all)
+    combines_scripts = False
 
     def __init__(self, source, script_name=None, options=None):
         self.source = source
         self.script_name = script_name or "<script>"
         self.options = dict(options or {})
+
+    @classmethod
+    def for_scripts(cls, relatives, options=None, label="meters"):
+        """``[(engine, scripts it runs)]`` for the shipped scripts
+        ``relatives``: one engine per script (an engine class that
+        ``combines_scripts`` makes one for all of them, named ``label``)."""
+        out = []
+        for rel in relatives:
+            with open(script_path(rel), encoding="utf-8") as f:
+                out.append((cls(f.read(), script_name=rel, options=options), [rel]))
+        return out
 
     @classmethod
     @abc.abstractmethod

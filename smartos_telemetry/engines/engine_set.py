@@ -1,14 +1,19 @@
-"""The engines that run one platform's shipped scripts: start, snapshot, stop.
+"""The engines that run a set of shipped scripts: start, snapshot, stop.
 
 Shared by the polling agent (``polling/telemetry_service.py``) and
-``smartos-dtrace-top``:
+``smartos-dtrace-top``; the caller says which scripts (the platform's, for
+the catalogue's meters), the engine class how many engines run them
+(:meth:`~smartos_telemetry.engines.base.Engine.for_scripts`):
 
-* libbpf: one loaded BPF object per shipped ``.bpf.c`` program, in this process;
-* bpftrace: one supervised child per shipped ``.bt`` script;
-* libdtrace: one consumer running the platform's ``.d`` scripts combined
-  into one program (Oracle DTrace allows one consumer per process).
+* libbpf: one loaded BPF object per ``.bpf.c`` program, in this process;
+* bpftrace: one supervised child per ``.bt`` script;
+* libdtrace: one consumer running the ``.d`` scripts combined into one
+  program (``combines_scripts``: Oracle DTrace allows one consumer per
+  process).
 
-:meth:`EngineSet.snapshot` returns ``{script: Snapshot}`` -- what
+:meth:`EngineSet.snapshot` returns
+:class:`~smartos_telemetry.snapshot.Snapshots`, ``{script: Snapshot}`` with
+the engines' health summed once -- what
 :class:`~smartos_telemetry.meters.reduce.SnapshotReducer` reads; the scripts
 of a combined D program share one snapshot, taken once.
 
@@ -26,11 +31,15 @@ import time
 
 from oslo_log import log as logging
 
-from smartos_telemetry import scripts
-from smartos_telemetry.engines.select import choose_engine, engine_class
+from smartos_telemetry.engines.select import engine_class
 from smartos_telemetry.errors import EngineDied, TelemetryError
-from smartos_telemetry.meters import catalogue
-from smartos_telemetry.snapshot import EngineHealth, Snapshot, without_first_keys
+from smartos_telemetry.snapshot import (
+    EngineHealth,
+    Snapshot,
+    Snapshots,
+    summed_health,
+    without_first_keys,
+)
 
 #: seconds an engine's snapshot may overrun its own snapshot_timeout before
 #: the set stops waiting for it (the engine enforces the timeout itself;
@@ -40,50 +49,37 @@ GRACE = 1.0
 LOG = logging.getLogger(__name__)
 
 
-def choose(platform, requested="auto"):
-    """``(engine name, reason)`` for ``platform``; raises EngineUnavailable.
-
-    The SmartOS scripts are D only (bpftrace has no illumos port), so
-    ``auto`` means dtrace there.
-    """
-    if platform == "smartos" and requested == "auto":
-        return choose_engine("dtrace")
-    return choose_engine(requested)
-
-
 class EngineSet:
-    """The running engines of one platform and engine name."""
+    """The running engines of one engine name, for the scripts handed in."""
 
-    def __init__(self, platform, name, options=None, snapshot_timeout=10.0):
-        """``snapshot_timeout``: seconds one engine's snapshot may take (the
+    def __init__(self, name, scripts, options=None, snapshot_timeout=10.0,
+                 label="meters"):
+        """``scripts``: the shipped scripts to run (relative paths);
+        ``snapshot_timeout``: seconds one engine's snapshot may take (the
         ``[smartos] snapshot_timeout`` option); an engine option of that name
-        in ``options`` wins."""
-        self.platform = platform
+        in ``options`` wins.  ``label`` names a combined program."""
         self.name = name
-        self.scripts = catalogue.scripts_for(platform, name)
+        self.scripts = list(scripts)
         cls = engine_class(name)
         options = dict(options or {})
         if cls.options_known and "snapshot_timeout" in cls.options_known:
             options.setdefault("snapshot_timeout", snapshot_timeout)
         self.snapshot_timeout = float(options.get("snapshot_timeout", snapshot_timeout))
-        self._last = {}      # id(engine) -> its last good Snapshot
-        self._inflight = {}  # id(engine) -> (thread, result box) of an overrun snapshot
-        self._failing = {}   # id(engine) -> why its last snapshot failed (logged once)
-        if name == "dtrace":
-            source, _ = scripts.combine(self.scripts)
-            engine = cls(source, script_name=f"{platform} meters", options=options)
-            self._by_script = {rel: engine for rel in self.scripts}
-        else:
-            self._by_script = {}
-            for rel in self.scripts:
-                with open(scripts.script_path(rel), encoding="utf-8") as f:
-                    self._by_script[rel] = cls(f.read(), script_name=rel, options=options)
+        #: each engine once, and the scripts it serves
+        self.engines, self._served = [], {}
+        for engine, served in cls.for_scripts(self.scripts, options=options, label=label):
+            self.engines.append(engine)
+            self._served[engine] = tuple(served)
+        #: script -> the engine that runs it
+        self._by_script = {rel: e for e, served in self._served.items() for rel in served}
+        self._last = {}      # engine -> its last good Snapshot
+        self._inflight = {}  # engine -> (thread, result box) of an overrun snapshot
+        self._failing = {}   # engine -> why its last snapshot failed (logged once)
         self.started_in = None  # seconds start() took
 
-    @property
-    def engines(self):
-        """Each engine once (a combined D program serves several scripts)."""
-        return list({id(e): e for e in self._by_script.values()}.values())
+    def engine_for(self, script):
+        """The engine that runs ``script``."""
+        return self._by_script[script]
 
     def start(self, progress=None):
         """Compile and attach every engine; stop them all if one fails.
@@ -121,21 +117,21 @@ class EngineSet:
         """
         engines = self.engines
         for engine in engines:
-            if id(engine) not in self._inflight:
-                self._inflight[id(engine)] = _in_thread(engine.snapshot, engine.script_name)
+            if engine not in self._inflight:
+                self._inflight[engine] = _in_thread(engine.snapshot, engine.script_name)
         deadline = time.monotonic() + self.snapshot_timeout + GRACE
         taken, stopped = {}, 0
         for engine in engines:
-            thread, box = self._inflight[id(engine)]
+            thread, box = self._inflight[engine]
             thread.join(max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
-                taken[id(engine)] = self._stand_in(
+                taken[engine] = self._stand_in(
                     engine, f"no snapshot within {self.snapshot_timeout:g} s", health=False)
                 continue
-            del self._inflight[id(engine)]
+            del self._inflight[engine]
             if "snapshot" in box:
-                taken[id(engine)] = self._last[id(engine)] = box["snapshot"]
-                if self._failing.pop(id(engine), None) is not None:
+                taken[engine] = self._last[engine] = box["snapshot"]
+                if self._failing.pop(engine, None) is not None:
                     LOG.info("smartos-telemetry: %s snapshots again", engine.script_name)
                 continue
             error = box["error"]
@@ -143,22 +139,23 @@ class EngineSet:
                 stopped += 1
             elif not isinstance(error, Exception):
                 raise error
-            taken[id(engine)] = self._stand_in(engine, str(error), health=True, exc=error)
+            taken[engine] = self._stand_in(engine, str(error), health=True, exc=error)
         if stopped == len(engines):
             raise EngineDied(self.name, "; ".join(sorted(set(self._failing.values()))))
-        return {rel: taken[id(engine)] for rel, engine in self._by_script.items()}
+        return Snapshots({rel: taken[engine] for rel, engine in self._by_script.items()},
+                         summed_health(taken[engine].health for engine in engines))
 
     def _stand_in(self, engine, why, health, exc=None):
         """The last good snapshot of a failing engine, with its health now."""
-        if self._failing.get(id(engine)) != why:
+        if self._failing.get(engine) != why:
             if exc is not None and not isinstance(exc, TelemetryError):
                 LOG.error("smartos-telemetry: %s: snapshot failed: %r; its meters carry "
                           "their last values", engine.script_name, exc, exc_info=exc)
             else:
                 LOG.warning("smartos-telemetry: %s: %s; its meters carry their last values "
                             "until it answers", engine.script_name, why)
-        self._failing[id(engine)] = why
-        last = self._last.get(id(engine))
+        self._failing[engine] = why
+        last = self._last.get(engine)
         if health:
             now = engine.health()
         else:  # its lock may be held by the call that overran
@@ -178,7 +175,7 @@ class EngineSet:
         """
         done = set()
         for engine in self.engines:
-            if id(engine) in self._inflight:
+            if engine in self._inflight:
                 continue  # busy (hung): tried again once it answers
             try:
                 deleted = engine.forget(first_keys)
@@ -188,24 +185,18 @@ class EngineSet:
                 continue
             if deleted is None:
                 continue
-            last = self._last.get(id(engine))
+            last = self._last.get(engine)
             if last is not None:  # a stand-in must not bring the rows back
-                self._last[id(engine)] = dataclasses.replace(
+                self._last[engine] = dataclasses.replace(
                     last, aggregations=without_first_keys(last.aggregations, first_keys))
-            done.update(rel for rel, e in self._by_script.items() if e is engine)
+            done.update(self._served[engine])
         return done
 
     def health(self):
-        """The engines' health counters, summed (each engine once)."""
-        drops, errors, restarts = {}, {}, 0
-        for engine in self.engines:
-            h = engine.health()
-            for kind, n in h.drops.items():
-                drops[kind] = drops.get(kind, 0) + n
-            for kind, n in h.errors.items():
-                errors[kind] = errors.get(kind, 0) + n
-            restarts += h.restarts
-        return EngineHealth(drops=drops, errors=errors, restarts=restarts)
+        """The engines' health counters now, summed (each engine once); a
+        snapshot carries the same figure as of its taking
+        (:attr:`Snapshots.health`)."""
+        return summed_health(engine.health() for engine in self.engines)
 
     def stop(self):
         """Stop every engine (idempotent); a failure to stop one is logged."""

@@ -33,6 +33,7 @@ from smartos_telemetry.meters.accumulator import (
 )
 from smartos_telemetry.meters.intervals import HOST, Intervals, MeterIntervals, MeterSample
 from smartos_telemetry.meters.percentiles import interval_stats
+from smartos_telemetry.snapshot import Snapshots
 
 __all__ = ["ESTIMATE_SUFFIX", "HOST", "MeterSample", "SnapshotReducer"]
 
@@ -178,12 +179,11 @@ class SnapshotReducer:
     def _health(self, snapshots, generation):
         if not snapshots:
             return []
-        # one engine may feed several scripts (the combined D program): count
-        # each snapshot's health once
-        unique = {id(s): s for s in snapshots.values()}.values()
-        drops = sum(s.health.total_drops for s in unique)
-        errors = sum(s.health.total_errors for s in unique)
-        restarts = sum(s.health.restarts for s in unique)
+        # the engine set's one figure (each engine once, though one engine
+        # may feed several scripts: the combined D program)
+        health = snapshots.health if isinstance(snapshots, Snapshots) \
+            else Snapshots(snapshots).health
+        drops, errors, restarts = health.total_drops, health.total_errors, health.restarts
         values = {"telemetry.engine.drops": drops, "telemetry.engine.errors": errors,
                   "telemetry.engine.restarts": restarts}
         return [MeterIntervals(meter, *self._acc((meter.name, "host")).fold(

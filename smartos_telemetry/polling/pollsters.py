@@ -209,7 +209,7 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
         """``local_zones`` on SmartOS; elsewhere no discovery, so that
         ceilometer skips these pollsters quietly (no resources)."""
         service = telemetry_service.get_service(self.conf)
-        if service.platform == "smartos":
+        if service.platform.has_kstat_counters:
             return "local_zones"
         global _KSTAT_ELSEWHERE_LOGGED
         if not _KSTAT_ELSEWHERE_LOGGED:
@@ -222,7 +222,7 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
         from smartos_telemetry.meters.kstat_counters import BY_NAME
 
         service = telemetry_service.get_service(self.conf)
-        if service.platform != "smartos":
+        if not service.platform.has_kstat_counters:
             return
         try:
             reading = service.kstat_reading_for_cycle(cache)

@@ -21,19 +21,19 @@ resources: the agent and every other pollster keep running.
 """
 
 import atexit
-import dataclasses
 import os
 import threading
 import time
 
 from oslo_log import log as logging
 
-from smartos_telemetry.engines.engine_set import EngineSet, choose
+from smartos_telemetry import platform as platforms
+from smartos_telemetry.attribution import Attribution, ZoneKeys
+from smartos_telemetry.engines.engine_set import EngineSet
 from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.meters.saved_totals import HOST_KEY, SavedTotals, StateFile
 from smartos_telemetry.polling import opts
-from smartos_telemetry.snapshot import Aggregation, merge_values
 
 LOG = logging.getLogger(__name__)
 
@@ -41,10 +41,6 @@ CACHE_KEY = "smartos_telemetry.samples"
 
 _SERVICES = {}
 _SERVICES_LOCK = threading.Lock()
-
-
-def detect_platform():
-    return "smartos" if os.uname().sysname == "SunOS" else "linux"
 
 
 def get_service(conf):
@@ -67,8 +63,7 @@ class TelemetryService:
             bad_config = exc
             LOG.error("smartos-telemetry: %s. The zone meters are disabled until the agent "
                       "restarts with a corrected configuration.", exc)
-        self.platform = detect_platform() if bad_config or self.opts.platform == "auto" \
-            else self.opts.platform
+        self.platform = platforms.named("auto" if bad_config else self.opts.platform)
         self.host = getattr(conf, "host", None) or os.uname().nodename
         self._lock = threading.Lock()
         self._engines = None
@@ -78,15 +73,13 @@ class TelemetryService:
         self._reducer = None
         self._zones = None
         self._kstats = None
-        self._owners = {}  # Linux: cgroup id -> the id of the zone it rolls up to
+        self._attribution = None  # made with the zone layer (zone_layer)
         # Linux, reclaiming what is gone (_reclaim): the zones of the last walk,
         # zones gone since whose last samples are not delivered yet, the cgroup
-        # ids of the last snapshot's rows, and the final values of gone child
-        # cgroups of zones that live on ({aggregation: {zone key: value}})
+        # ids of the last snapshot's rows
         self._live = {}
         self._departing = {}
         self._seen_ids = set()
-        self._retired = {}
         self._raw_snapshots = {}
         # the running totals a previous agent saved, and where this one saves them
         self._state = StateFile("" if bad_config else self.opts.state_file)
@@ -98,20 +91,16 @@ class TelemetryService:
     # -- zones ----------------------------------------------------------------
     def zone_layer(self):
         if self._zones is None:
-            if self.platform == "linux":
-                from smartos_telemetry.zones.linux_cgroups import (
-                    CgroupZones,
-                    config_from_options,
-                )
-                self._zones = CgroupZones(config_from_options(self.opts))
-            else:
-                from smartos_telemetry.zones.smartos_vmadm import SmartOSZones, VmadmInventory
-                o = self.opts
-                self._zones = SmartOSZones(VmadmInventory(
-                    vmadm=o.vmadm_path, zoneadm=o.zoneadm_path, vmadm_timeout=o.vmadm_timeout,
-                    zoneadm_timeout=o.zoneadm_timeout,
-                    refresh_interval=o.vmadm_refresh_interval, max_stale=o.vmadm_max_stale))
+            self._zones = self.platform.zone_layer(self.opts)
         return self._zones
+
+    def attribution(self):
+        """The attribution step: rows of a zone's child cgroups counted under
+        the zone (where the platform rolls them up), owners remembered."""
+        if self._attribution is None:
+            resolve = self.zone_layer().resolve if self.platform.rolls_up_children else None
+            self._attribution = Attribution(resolve)
+        return self._attribution
 
     def zones(self):
         """The live zones; on Linux also the zones gone since the last walk
@@ -119,7 +108,7 @@ class TelemetryService:
         if isinstance(self._failure, ConfigError):
             return []  # the zone layer's own options may be the bad ones
         live = self.zone_layer().zones()
-        if self.platform != "linux":
+        if not self.platform.tracks_departed_zones:
             return live
         with self._lock:
             if not _walk_found_root(self.zone_layer()):
@@ -133,18 +122,19 @@ class TelemetryService:
 
     # -- engine -----------------------------------------------------------------
     def _start(self):
-        name, why = choose(self.platform, self.opts.engine)  # SmartOS: auto is dtrace
-        LOG.info("smartos-telemetry: %s engine on %s (%s)", name, self.platform, why)
-        engines = EngineSet(self.platform, name, options=self.opts.engine_options,
-                            snapshot_timeout=self.opts.snapshot_timeout)
+        here = self.platform
+        name, why = here.choose_engine(self.opts.engine)
+        LOG.info("smartos-telemetry: %s engine on %s (%s)", name, here.name, why)
+        engines = EngineSet(name, here.scripts(name), options=self.opts.engine_options,
+                            snapshot_timeout=self.opts.snapshot_timeout,
+                            label=f"{here.name} meters")
         engines.start()
         self._engines, self._engine_name = engines, name
         self._generation += 1
-        self._owners.clear()  # a new engine: new maps
+        self.attribution().forget_owners()  # a new engine: new maps, counting from zero
         self._seen_ids.clear()
-        self._retired.clear()  # the new engines count from zero
-        if self._reducer is None or self._reducer.platform_engine != (self.platform, name):
-            self._reducer = SnapshotReducer(self.platform, name, ttl=self.opts.zone_ttl,
+        if self._reducer is None or self._reducer.platform_engine != (here.name, name):
+            self._reducer = SnapshotReducer(here.name, name, ttl=self.opts.zone_ttl,
                                             max_zones=self.opts.max_zones)
 
     def ensure_started(self):
@@ -176,11 +166,8 @@ class TelemetryService:
             return cache[CACHE_KEY]
         self.ensure_started()
         zones = self.zones()
-        known = set()
-        for zone in zones:  # the keys scripts use: cgroup id, zoneid, zonename
-            known.add(zone.id)
-            if zone.attribute("zonename"):
-                known.add(zone.attribute("zonename"))
+        zone_keys = ZoneKeys(zones)
+        known = set(zone_keys.keys())  # the keys scripts use: cgroup id, zoneid, zonename
         with self._lock:
             try:
                 snapshots = self._engines.snapshot()
@@ -188,59 +175,15 @@ class TelemetryService:
                 LOG.error("smartos-telemetry: engine died (%s); restarting it", exc)
                 self._stop_engines()
                 raise
-            if self.platform == "linux":
-                snapshots = self._rolled_up(snapshots)
+            self._raw_snapshots = snapshots
+            snapshots = self.attribution().attribute(snapshots, zone_keys)
             self._carry_saved(zones)
             samples = self._reducer.reduce(snapshots, self._generation, zones=known)
             self._save_state()  # before any of these samples is handed on
-            if self.platform == "linux":
+            if self.platform.tracks_departed_zones:
                 self._reclaim(known)
         cache[CACHE_KEY] = samples
         return samples
-
-    def _rolled_up(self, snapshots):
-        """Linux: rows of a zone's child cgroups (a VM's vCPU threads under its
-        scope, a container's sub-groups) counted under the zone's own id.
-
-        Which zone a cgroup id belongs to is remembered for as long as the
-        engine may hold rows for it: a child cgroup that is gone must keep
-        counting in its zone, or the zone's totals would drop.
-        """
-        layer = self.zone_layer()
-
-        def owner(key):
-            if not key or not isinstance(key[0], int):
-                return key
-            cgroup_id = key[0]
-            if cgroup_id not in self._owners:
-                zone = layer.resolve(cgroup_id)
-                if zone is None:
-                    return key  # not a zone's: kept as it is (never sampled)
-                self._owners[cgroup_id] = zone.id
-            return (self._owners[cgroup_id], *key[1:])
-
-        self._raw_snapshots = snapshots
-        done = {}
-        for snap in snapshots.values():
-            if id(snap) not in done:
-                done[id(snap)] = self._with_retired(snap.rekeyed(owner))
-        return {rel: done[id(snap)] for rel, snap in snapshots.items()}
-
-    def _with_retired(self, snap):
-        """``snap`` with the final values of gone child cgroups added to their
-        zones' rows (their own rows were deleted from the engine)."""
-        if not self._retired:
-            return snap
-        aggregations = dict(snap.aggregations)
-        for name, extra in self._retired.items():
-            agg = aggregations.get(name)
-            if agg is None:
-                continue
-            rows = dict(agg.rows)
-            for key, value in extra.items():
-                rows[key] = merge_values(agg.action, rows[key], value) if key in rows else value
-            aggregations[name] = Aggregation(name, agg.action, rows)
-        return dataclasses.replace(snap, aggregations=aggregations)
 
     def _reclaim(self, known):
         """Linux, after a cycle's samples: forget what is gone, so that maps,
@@ -256,14 +199,15 @@ class TelemetryService:
         as that zone's retired base, so that its totals never drop.
         """
         layer = self.zone_layer()
+        owners = self.attribution().owners
         raw = self._raw_snapshots
         delivered = {zone_id for zone_id in self._departing if zone_id in known}
         gone = {i for i in self._seen_ids if i and layer.path(i) is None} \
             if _walk_found_root(layer) else set()
-        gone |= {cg for cg, owner in self._owners.items() if owner in delivered}
+        gone |= {cg for cg, owner in owners.items() if owner in delivered}
         gone |= delivered
         seen = set()
-        for snap in {id(s): s for s in raw.values()}.values():
+        for snap in raw.values():  # a shared snapshot twice: the same ids
             for agg in snap.aggregations.values():
                 seen.update(k[0] for k in agg.rows if k and isinstance(k[0], int))
         if gone:
@@ -271,36 +215,18 @@ class TelemetryService:
             for rel in forgotten:
                 snap = raw.get(rel)
                 for agg in (snap.aggregations.values() if snap else ()):
-                    self._retire(agg, gone, delivered)
+                    self.attribution().retire(agg, gone, delivered)
             if forgotten == set(raw):
                 for cgroup_id in gone:
-                    self._owners.pop(cgroup_id, None)
+                    owners.pop(cgroup_id, None)
                 seen -= gone
-        for cgroup_id in [c for c, owner in self._owners.items() if owner in delivered]:
-            del self._owners[cgroup_id]
-        for extra in self._retired.values():
-            for key in [k for k in extra if k[0] in delivered]:
-                del extra[key]
+        self.attribution().forget_zones(delivered)
         if delivered:
             self._reducer.forget(delivered)
             for zone_id in delivered:
                 del self._departing[zone_id]
                 self._zone_ids.pop(zone_id, None)
         self._seen_ids = seen
-
-    def _retire(self, agg, gone, delivered):
-        """Keep the final rows of gone cgroups that roll up to a zone still
-        counted (not ``delivered``) in that zone's retired base."""
-        for key, value in agg.rows.items():
-            if not key or key[0] not in gone:
-                continue
-            owner = self._owners.get(key[0])
-            if owner is None or owner in delivered:
-                continue
-            extra = self._retired.setdefault(agg.name, {})
-            target = (owner, *key[1:])
-            extra[target] = merge_values(agg.action, extra[target], value) \
-                if target in extra else value
 
     def kstat_reading_for_cycle(self, cache):
         """SmartOS: this cycle's kstat counters (one ``kstat -p`` per cycle)."""

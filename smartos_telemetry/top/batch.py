@@ -49,7 +49,7 @@ def run(top, interval, count, output, out, sort, reverse=False, clock=time.monot
 
 
 def svg(top):
-    return heatmap_svg.document(top.history, top.engines.platform, top.engines.name,
+    return heatmap_svg.document(top.history, top.platform.name, top.engines.name,
                                 socket.gethostname())
 
 

@@ -196,7 +196,7 @@ class TopModel:
         self.reducer = SnapshotReducer(self.platform.name, engines.name)
         resolve = getattr(zone_layer, "resolve", None) \
             if self.platform.rolls_up_children else None
-        self.attribution = Attribution(resolve, host_row=not self.zone_filter)
+        self.attribution = Attribution(resolve, host_row=not self.zone_filter, by_zone_id=True)
         self.kinds = {m.name: m.kind for m in self.reducer.meters}
         if cpu is not None:
             self.kinds[CPU_UTIL] = "util"
@@ -216,6 +216,7 @@ class TopModel:
         zones = [z for z in every if matches(z, self.zone_filter)]
         now = self.clock()
         snapshots = self.attribution.attribute(self.engines.snapshot(), ZoneKeys(zones))
+        health = snapshots.health  # the engine set's one figure
         intervals = self.reducer.reduce(snapshots)
         rows = {z.id: ZoneRow(z, self._empty_meters()) for z in zones}
         if not self.zone_filter:
@@ -235,7 +236,7 @@ class TopModel:
             return None
         frame = Frame(self.wallclock(), self.engines.name, self.platform.name, now - last,
                       sorted(rows.values(), key=lambda r: (r.zone.name, str(r.zone.id))),
-                      self.engines.health(), self.meters)
+                      health, self.meters)
         self.history.add(frame)
         return frame
 

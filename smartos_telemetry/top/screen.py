@@ -112,7 +112,7 @@ class View:
 
     def title(self):
         top = self.top
-        text = f"smartos-dtrace-top {top.engines.platform}/{top.engines.name} " \
+        text = f"smartos-dtrace-top {top.platform.name}/{top.engines.name} " \
                f"every {self.interval:g}s {time.strftime('%H:%M:%S')}"
         if self.frame is not None:
             h = self.frame.health

@@ -17,7 +17,7 @@ from zone_workloads import (
     tcp_endpoints,
 )
 
-from smartos_telemetry import scripts
+from smartos_telemetry.engines.dtrace.combine import combine
 from smartos_telemetry.engines.dtrace.consumer import DTraceConsumer
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
@@ -26,7 +26,7 @@ from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 @in_own_process
 def test_every_linux_meter_from_dtrace():
     relatives = catalogue.scripts_for("linux", "dtrace")
-    source, merged = scripts.combine(relatives)
+    source, merged = combine(relatives)
     procs = []
     try:
         with DTraceConsumer(source, "linux meters") as consumer, tcp_endpoints() as ports, \

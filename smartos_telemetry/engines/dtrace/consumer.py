@@ -35,6 +35,7 @@ from oslo_log import log as logging
 
 from smartos_telemetry.engines.base import Engine
 from smartos_telemetry.engines.dtrace import binding as binding_mod
+from smartos_telemetry.engines.dtrace.combine import combine
 from smartos_telemetry.engines.dtrace.decode import AggDecoder
 from smartos_telemetry.errors import (
     EngineDied,
@@ -133,6 +134,16 @@ class DTraceConsumer(Engine):
     """
 
     name = ENGINE
+    # one program for every script: Oracle DTrace runs one consumer per process
+    combines_scripts = True
+
+    @classmethod
+    def for_scripts(cls, relatives, options=None, label="meters"):
+        """One consumer running every D script of ``relatives`` as one program."""
+        if not relatives:
+            return []
+        source, _ = combine(relatives)
+        return [(cls(source, script_name=label, options=options), list(relatives))]
 
     def __init__(self, source, script_name=None, options=None, binding=None,
                  keepalive=1.0):
