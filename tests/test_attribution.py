@@ -17,7 +17,6 @@ def test_zone_keys_find_a_smartos_zone_by_zoneid_and_by_zonename():
     assert keys.get(5) is web and keys.get("uuid-a") is web and keys.get(7) is db
     assert keys.get(6) is None and "uuid-a" in keys
     assert set(keys.keys()) == {5, "uuid-a", 7}
-    assert keys.zones() == [web, db]
 
 
 def test_zonename_and_zoneid_rows_of_one_zone_meet_under_its_id():

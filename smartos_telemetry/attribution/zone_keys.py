@@ -26,7 +26,3 @@ class ZoneKeys:
     def keys(self):
         """Every key of every zone (what the reducer may sample)."""
         return self._by_key.keys()
-
-    def zones(self):
-        """Each zone once."""
-        return list({zone.id: zone for zone in self._by_key.values()}.values())

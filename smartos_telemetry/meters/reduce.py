@@ -66,9 +66,6 @@ class SnapshotReducer:
                 ":".join(key), ttl=self._ttl, max_zones=self._max_zones, clock=self._clock)
         return acc
 
-    def scripts(self):
-        return catalogue.scripts_for(*self.platform_engine)
-
     def forget(self, zones):
         """Drop every total of ``zones``: zones that are gone, once their last
         samples have been delivered (memory follows live zones, not every
