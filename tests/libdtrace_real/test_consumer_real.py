@@ -145,8 +145,9 @@ def test_negative_quantize_and_wide_lquantize_values():
 def test_a_program_longer_than_4_kib_arrives_whole():
     # compiled from a string (dtrace_program_strcompile): the clauses past
     # the first KiBs arrive as well as the first
+    # 90 clauses: over 4 KiB whatever the pid's digits
     clauses = [f"syscall::getppid:entry /pid == {os.getpid()}/ {{ @c{i:03d} = count(); }}"
-               for i in range(70)]
+               for i in range(90)]
     src = "\n".join(clauses)
     assert len(src) > 4096
     with consumer(src) as c:
@@ -155,7 +156,7 @@ def test_a_program_longer_than_4_kib_arrives_whole():
         time.sleep(SETTLE)
         snap = c.snapshot()
     assert {name: agg.rows for name, agg in snap.aggregations.items()} == {
-        f"c{i:03d}": {(): 3} for i in range(70)}
+        f"c{i:03d}": {(): 3} for i in range(90)}
 
 
 @in_own_process
