@@ -117,3 +117,41 @@ def wait_for(predicate, timeout, interval=0.05):
             return True
         time.sleep(interval)
     return predicate()
+
+
+def counts(hist_agg, zone_id):
+    """How many values a per-zone histogram aggregation holds for ``zone_id``."""
+    row = hist_agg.rows.get((zone_id,))
+    return row.count if row else 0
+
+
+#: connects to 127.0.0.1:argv[2] argv[1] times, one byte each
+TCP_CLIENT = ("import socket, sys\n"
+              "for _ in range(int(sys.argv[1])):\n"
+              "    s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
+              "    s.send(b'x'); s.close()\n")
+
+
+def check_tcp_connects_per_zone(engine_for, script):
+    """Connects from zones A and B at once under the tcp script ``script``
+    (``engine_for(script)`` a context manager giving the running engine):
+    each zone's connect latencies count its own connects and both have srtt
+    samples.  Returns the snapshot and the two zones' cgroup ids."""
+    m_a, m_b = 600, 300
+    with loopback_acceptor() as port, scratch_cgroups("a", "b") as cg, \
+            engine_for(script) as engine:
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        # both at once, so softirqs often run in the other zone's task
+        clients = [start_in(cg[z], ["python3", "-c", TCP_CLIENT, str(m), str(port)])
+                   for z, m in (("a", m_a), ("b", m_b))]
+        try:
+            assert [c.wait(timeout=120) for c in clients] == [0, 0]
+            time.sleep(0.2)
+            snap = engine.snapshot()
+        finally:
+            stop(*clients)
+    connect = snap["connect_ns"]
+    assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
+    assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))
+    assert counts(snap["srtt_ns"], a) > 0 and counts(snap["srtt_ns"], b) > 0
+    return snap, a, b

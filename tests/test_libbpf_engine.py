@@ -17,7 +17,8 @@ import pytest
 import zone_workloads as meters
 from linux_workloads import (
     cgroup_id,
-    loopback_acceptor,
+    check_tcp_connects_per_zone,
+    counts,
     percentile,
     python_in,
     scratch_cgroups,
@@ -30,8 +31,7 @@ from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
 from smartos_telemetry.engines.select import choose_engine
 from smartos_telemetry.errors import ConfigError, EngineUnavailable
 from smartos_telemetry.meters import catalogue
-from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
-from smartos_telemetry.scripts import contract, script_path
+from smartos_telemetry.scripts import script_path
 
 pytestmark = pytest.mark.root
 
@@ -205,11 +205,6 @@ def test_an_object_built_from_another_source_is_refused():
         LibbpfEngine(source, "linux/runqueue.bpf.c").start()
 
 
-def counts(hist_agg, zone_id):
-    row = hist_agg.rows.get((zone_id,))
-    return row.count if row else 0
-
-
 def test_direct_io_writes_are_counted_per_zone(tmp_path):
     n_a, n_b = 400, 150
     files = {z: tmp_path / f"{z}.img" for z in "ab"}
@@ -235,27 +230,7 @@ def test_direct_io_writes_are_counted_per_zone(tmp_path):
 
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():
-    m_a, m_b = 600, 300
-    client = ("import socket, sys\n"
-              "for _ in range(int(sys.argv[1])):\n"
-              "    s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
-              "    s.send(b'x'); s.close()\n")
-    with loopback_acceptor() as port, scratch_cgroups("a", "b") as cg, \
-            engine_for("tcp.bpf.c") as engine:
-        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-        # both at once, so softirqs often run in the other zone's task
-        clients = [start_in(cg[z], ["python3", "-c", client, str(m), str(port)])
-                   for z, m in (("a", m_a), ("b", m_b))]
-        try:
-            assert [c.wait(timeout=120) for c in clients] == [0, 0]
-            time.sleep(0.2)
-            snap = engine.snapshot()
-        finally:
-            stop(*clients)
-    connect = snap["connect_ns"]
-    assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
-    assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))
-    assert counts(snap["srtt_ns"], a) > 0 and counts(snap["srtt_ns"], b) > 0
+    snap, a, b = check_tcp_connects_per_zone(engine_for, "tcp.bpf.c")
     assert (a,) not in snap["connect_failed"].rows and (b,) not in snap["connect_failed"].rows
 
 
@@ -265,55 +240,9 @@ def test_every_linux_meter_from_libbpf():
                for rel in catalogue.scripts_for("linux", "libbpf")}
     assert sorted(running) == ["linux/diskio.bpf.c", "linux/runqueue.bpf.c",
                                "linux/tcp.bpf.c"]
-    procs = []
-    try:
-        for engine in running.values():
-            engine.start()
-        with meters.tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg:
-            a = cgroup_id(cg["a"])
-            reducer = SnapshotReducer("linux", "libbpf")
-            before = {}
-
-            def baseline():
-                before.update(meters.by_name(reducer.reduce(
-                    {rel: e.snapshot() for rel, e in running.items()}, zones={a}), a))
-
-            procs, durations = meters.start_zone_workloads(cg, ports, meters.scratch_file(),
-                                                           baseline)
-            time.sleep(0.5)
-            snapshots = {rel: e.snapshot() for rel, e in running.items()}
-            samples = reducer.reduce(snapshots, zones={a})
-    finally:
-        stop(*procs)
-        for engine in running.values():
-            engine.stop()
-    for rel, snap in snapshots.items():
-        for name, c in contract(open(script_path(rel)).read()).items():
-            agg = snap.get(name)
-            assert agg is not None, (rel, name)
-            assert agg.action == c.action, (rel, name, agg.action)
-            assert all(len(key) == len(c.keys) for key in agg.rows), (rel, name)
-    assert {s.zone for s in samples} == {a, HOST}  # nothing of zone B
-    mine = meters.by_name(samples, a)
-    expected = {name for m in catalogue.meters_for("linux", "libbpf")
-                for name, _, _ in m.samples()}
-    assert expected <= set(mine), sorted(expected - set(mine))
-    for meter in ("cpu.runqueue.latency", "disk.io.latency", "network.tcp.connect.latency",
-                  "network.tcp.rtt"):
-        p50, p95, p99, top = (mine[f"{meter}.{s}"] for s in ("p50", "p95", "p99", "max"))
-        assert 0 < p50 <= p95 <= p99 <= top, meter
-        assert mine[f"{meter}.sum"] > 0
-
-    def added(name):
-        return mine[name] - before.get(name, 0)
-
-    assert abs(added("network.tcp.connect.latency.count") - meters.CONNECTS) <= \
-        0.02 * meters.CONNECTS
-    assert added("network.tcp.connect.failures") >= meters.REFUSED + meters.TIMED_OUT
-    assert added("network.tcp.retransmits") >= meters.TIMED_OUT
-    assert abs(added("disk.io.latency.count") - meters.WRITES) <= 0.05 * meters.WRITES
-    assert mine["network.tcp.connect.latency.p50"] <= durations[len(durations) // 2] * 1.07
-    assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
+    a, samples, before, durations = meters.run_per_script_engines(running, "linux", "libbpf")
+    mine = meters.check_zone_a_samples(samples, a, before, durations, "linux", "libbpf", 1.07)
+    assert all(mine[f"{meter}.sum"] > 0 for meter in meters.DISTRIBUTIONS)
 
 
 def test_auto_picks_libbpf_here_and_check_says_what_loaded():

@@ -11,7 +11,8 @@ import time
 import pytest
 from linux_workloads import (
     cgroup_id,
-    loopback_acceptor,
+    check_tcp_connects_per_zone,
+    counts,
     percentile,
     python_in,
     scratch_cgroups,
@@ -29,11 +30,6 @@ SCRIPTS = os.path.join(os.path.dirname(__file__), "..", "d_scripts", "linux")
 def engine_for(script):
     with open(os.path.join(SCRIPTS, script), encoding="utf-8") as f:
         return BpftraceEngine(f.read(), script)
-
-
-def counts(hist_agg, zone_id):
-    row = hist_agg.rows.get((zone_id,))
-    return row.count if row else 0
 
 
 def total_ns(histogram):
@@ -87,25 +83,4 @@ def test_direct_io_writes_are_counted_per_zone(tmp_path):
 
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():
-    m_a, m_b = 600, 300
-    client = ("import socket, sys\n"
-              "for _ in range(int(sys.argv[1])):\n"
-              "    s = socket.create_connection(('127.0.0.1', int(sys.argv[2])))\n"
-              "    s.send(b'x'); s.close()\n")
-    with loopback_acceptor() as port, scratch_cgroups("a", "b") as cg, \
-            engine_for("tcp.bt") as engine:
-        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-        # both at once, so softirqs often run in the other zone's task
-        clients = [start_in(cg[z], ["python3", "-c", client, str(m), str(port)])
-                   for z, m in (("a", m_a), ("b", m_b))]
-        try:
-            assert [c.wait(timeout=120) for c in clients] == [0, 0]
-            time.sleep(0.2)
-            snap = engine.snapshot()
-        finally:
-            stop(*clients)
-    connect = snap["connect_ns"]
-    assert abs(counts(connect, a) - m_a) <= 0.02 * m_a, connect.rows.get((a,))
-    assert abs(counts(connect, b) - m_b) <= 0.02 * m_b, connect.rows.get((b,))
-    # srtt samples exist for both zones' sockets
-    assert counts(snap["srtt_ns"], a) > 0 and counts(snap["srtt_ns"], b) > 0
+    check_tcp_connects_per_zone(engine_for, "tcp.bt")

@@ -11,9 +11,16 @@ import subprocess
 import sys
 import time
 
-from linux_workloads import python_in, start_in
+from linux_workloads import cgroup_id, python_in, scratch_cgroups, start_in, stop
+
+from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
+from smartos_telemetry.scripts import contract, script_path
 
 CONNECTS, REFUSED, TIMED_OUT, WRITES = 150, 5, 2, 200
+#: the latency distributions every Linux engine reports
+DISTRIBUTIONS = ("cpu.runqueue.latency", "disk.io.latency", "network.tcp.connect.latency",
+                 "network.tcp.rtt")
 
 WORKLOAD = """
 import json, mmap, os, socket, sys, time
@@ -126,3 +133,72 @@ def start_zone_workloads(cg, ports, scratch, baseline):
 
 def by_name(samples, zone):
     return {s.name: s.volume for s in samples if s.zone == zone}
+
+
+def check_zone_a_samples(samples, zone, before, durations, platform, engine, p50_slack):
+    """The samples after start_zone_workloads, asked for ``zone`` (zone A)
+    alone: nothing of zone B, every meter of ``platform``/``engine``, ordered
+    percentiles, and counts over the workload (now less ``before``, the
+    baseline) matching what it did.  ``p50_slack`` is how far above the
+    workload's own median connect time the engine's p50 may be (its bucket).
+    Returns zone A's samples by name."""
+    assert {s.zone for s in samples} == {zone, HOST}  # nothing of zone B
+    mine = by_name(samples, zone)
+    expected = {name for m in catalogue.meters_for(platform, engine)
+                for name, _, _ in m.samples()}
+    assert expected <= set(mine), sorted(expected - set(mine))
+    for meter in DISTRIBUTIONS:
+        p50, p95, p99, top = (mine[f"{meter}.{s}"] for s in ("p50", "p95", "p99", "max"))
+        assert 0 < p50 <= p95 <= p99 <= top, meter
+
+    def added(name):
+        return mine[name] - before.get(name, 0)
+
+    assert abs(added("network.tcp.connect.latency.count") - CONNECTS) <= 0.02 * CONNECTS
+    assert added("network.tcp.connect.failures") >= REFUSED + TIMED_OUT
+    assert added("network.tcp.retransmits") >= TIMED_OUT  # the dropped SYNs were resent
+    assert abs(added("disk.io.latency.count") - WRITES) <= 0.05 * WRITES
+    # SYN_SENT -> ESTABLISHED is part of what connect() took, as the workload
+    # timed it: the kernel's median is no larger, within the bucket error
+    assert mine["network.tcp.connect.latency.p50"] <= \
+        durations[len(durations) // 2] * p50_slack
+    # 3 hogs on 2 CPUs wait for time slices: milliseconds in the tail
+    assert mine["cpu.runqueue.latency.p99"] >= 1_000_000
+    return mine
+
+
+def run_per_script_engines(running, platform, engine):
+    """Starts ``running`` (script path -> engine, one per script), runs
+    start_zone_workloads and reduces for zone A alone; stops everything.
+    Checks each script's snapshot keeps the contract its header declares.
+    Returns ``(zone A's id, samples, baseline by name, connect durations)``."""
+    procs = []
+    try:
+        for one in running.values():
+            one.start()
+        with tcp_endpoints() as ports, scratch_cgroups("a", "b") as cg:
+            a = cgroup_id(cg["a"])
+            reducer = SnapshotReducer(platform, engine)
+            before = {}
+
+            def baseline():
+                before.update(by_name(reducer.reduce(
+                    {rel: e.snapshot() for rel, e in running.items()}, zones={a}), a))
+
+            procs, durations = start_zone_workloads(cg, ports, scratch_file(), baseline)
+            time.sleep(0.5)
+            snapshots = {rel: e.snapshot() for rel, e in running.items()}
+            samples = reducer.reduce(snapshots, zones={a})
+    finally:
+        stop(*procs)
+        for one in running.values():
+            one.stop()
+    for rel, snap in snapshots.items():
+        with open(script_path(rel), encoding="utf-8") as f:
+            declared = contract(f.read())
+        for name, c in declared.items():
+            agg = snap.get(name)
+            assert agg is not None, (rel, name)
+            assert agg.action == c.action, (rel, name, agg.action)
+            assert all(len(key) == len(c.keys) for key in agg.rows), (rel, name)
+    return a, samples, before, durations
