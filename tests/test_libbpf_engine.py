@@ -17,12 +17,11 @@ import pytest
 import zone_workloads as meters
 from linux_workloads import (
     cgroup_id,
+    check_direct_io_writes_per_zone,
     check_tcp_connects_per_zone,
-    counts,
     percentile,
     python_in,
     scratch_cgroups,
-    start_in,
     stop,
     wait_for,
 )
@@ -206,27 +205,8 @@ def test_an_object_built_from_another_source_is_refused():
 
 
 def test_direct_io_writes_are_counted_per_zone(tmp_path):
-    n_a, n_b = 400, 150
-    files = {z: tmp_path / f"{z}.img" for z in "ab"}
-    for f in files.values():
-        with open(f, "wb") as out:  # preallocated: the writes need no block allocation
-            os.posix_fallocate(out.fileno(), 0, 64 * 1024 * 400)
-    with scratch_cgroups("a", "b") as cg, engine_for("diskio.bpf.c") as engine:
-        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-        writers = [start_in(cg[z], ["dd", "if=/dev/zero", f"of={files[z]}", "bs=64k",
-                                    f"count={n}", "oflag=direct", "conv=notrunc", "status=none"])
-                   for z, n in (("a", n_a), ("b", n_b))]
-        try:
-            assert [w.wait(timeout=60) for w in writers] == [0, 0]
-            snap = engine.snapshot()
-        finally:
-            stop(*writers)
-    io = snap["io_ns"]
-    assert io.action == "llquantize"
-    assert abs(counts(io, a) - n_a) <= 0.05 * n_a, io.rows.get((a,))
-    assert abs(counts(io, b) - n_b) <= 0.05 * n_b, io.rows.get((b,))
-    assert abs(snap["io_bytes"].rows[(a,)] - n_a * 65536) <= 0.05 * n_a * 65536
-    assert abs(snap["io_bytes"].rows[(b,)] - n_b * 65536) <= 0.05 * n_b * 65536
+    snap, _, _ = check_direct_io_writes_per_zone(engine_for, "diskio.bpf.c", tmp_path)
+    assert snap["io_ns"].action == "llquantize"
 
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():

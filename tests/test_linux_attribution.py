@@ -11,12 +11,11 @@ import time
 import pytest
 from linux_workloads import (
     cgroup_id,
+    check_direct_io_writes_per_zone,
     check_tcp_connects_per_zone,
-    counts,
     percentile,
     python_in,
     scratch_cgroups,
-    start_in,
     stop,
 )
 
@@ -62,24 +61,7 @@ def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper():
 
 
 def test_direct_io_writes_are_counted_per_zone(tmp_path):
-    n_a, n_b = 400, 150
-    files = {z: tmp_path / f"{z}.img" for z in "ab"}
-    for f in files.values():
-        with open(f, "wb") as out:  # preallocate: writes then need no block allocation
-            os.posix_fallocate(out.fileno(), 0, 64 * 1024 * 400)
-    with scratch_cgroups("a", "b") as cg, engine_for("diskio.bt") as engine:
-        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-        writers = [start_in(cg[z], ["dd", "if=/dev/zero", f"of={files[z]}", "bs=64k",
-                                    f"count={n}", "oflag=direct", "conv=notrunc", "status=none"])
-                   for z, n in (("a", n_a), ("b", n_b))]
-        try:
-            assert [w.wait(timeout=60) for w in writers] == [0, 0]
-            snap = engine.snapshot()
-        finally:
-            stop(*writers)
-    assert abs(counts(snap["io_ns"], a) - n_a) <= 0.05 * n_a, snap["io_ns"].rows.get((a,))
-    assert abs(counts(snap["io_ns"], b) - n_b) <= 0.05 * n_b, snap["io_ns"].rows.get((b,))
-    assert abs(snap["io_bytes"].rows[(a,)] - n_a * 65536) <= 0.05 * n_a * 65536
+    check_direct_io_writes_per_zone(engine_for, "diskio.bt", tmp_path)
 
 
 def test_tcp_connects_are_attributed_by_the_socket_cgroup():
