@@ -19,6 +19,7 @@ import time
 
 from linux_workloads import (
     cgroup_id,
+    counts,
     loopback_acceptor,
     percentile,
     python_in,
@@ -51,11 +52,6 @@ def assert_keeps_contract(snap, contract):
         for key in agg.rows:
             assert len(key) == len(contract[name].keys), (name, key)
             assert all(isinstance(k, int) for k in key), (name, key)
-
-
-def counts(agg, zone):
-    row = agg.rows.get((zone,))
-    return row.count if row else 0
 
 
 def total_ns(histogram):
