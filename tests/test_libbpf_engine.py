@@ -283,3 +283,24 @@ def test_histogram_rows_decode_exactly_as_the_buckets_grow():
             assert engine.snapshot()["runq_ns"].rows[(fake,)] == expected(slots)
         assert loglinear.bucket_index(1 << 40) == 592 and \
             loglinear.bucket_bounds(591)[1] == (1 << 40) - 1
+
+
+def test_forget_drops_a_gone_zone_from_the_kernel_and_from_the_kept_values():
+    # the service forgets a departed zone once its last values are delivered:
+    # neither the kernel map nor the values kept at reclaim may hold it after
+    with engine_for("runqueue.bpf.c", reclaim_interval=0) as engine:
+        with scratch_cgroups("gone", "stays") as cg:
+            gone, stays = cgroup_id(cg["gone"]), cgroup_id(cg["stays"])
+            procs = [python_in(cg["gone"], SLEEPER), python_in(cg["stays"], SLEEPER)]
+            time.sleep(1)
+            stop(procs[0])
+            os.rmdir(cg["gone"])
+            kept = engine.snapshot()  # reclaims: the values are kept
+            assert kept["runq_ns"].rows[(gone,)].count > 100
+            assert engine.forget({gone}) >= 1
+            after = engine.snapshot()
+            assert (gone,) not in after["runq_ns"].rows
+            assert gone not in engine.kernel_keys("runq_ns")
+            assert after["runq_ns"].rows[(stays,)].count >= kept["runq_ns"].rows[(stays,)].count
+            assert engine.forget({gone}) == 0
+            stop(procs[1])

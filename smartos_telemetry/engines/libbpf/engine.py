@@ -389,6 +389,26 @@ class LibbpfEngine(Engine):
                 LOG.debug("libbpf engine: %s: cgroup %s is gone, its %s entry reclaimed",
                           self.script_name, key, name)
 
+    def forget(self, first_keys):
+        """Drop every row of the cgroups ``first_keys`` (zones that are gone,
+        their last values delivered by the caller): from the kernel maps and
+        from the values kept of cgroups reclaimed before.  Without it the
+        values kept by :meth:`_reclaim` would grow with every cgroup ever
+        seen.  The number of entries dropped."""
+        ids = {k for k in first_keys if isinstance(k, int)}
+        dropped = 0
+        with self._lock:
+            if not self.is_alive():
+                return None
+            for name, zone_map in self._zone_maps.items():
+                retired = self._retired.get(name, {})
+                for key in ids:
+                    if zone_map.take(key) is not None:
+                        dropped += 1
+                    if retired.pop((key,), None) is not None:
+                        dropped += 1
+        return dropped
+
     def kernel_keys(self, name):
         """The cgroup ids the kernel map of aggregation ``name`` holds now."""
         with self._lock:
