@@ -182,3 +182,24 @@ def check_direct_io_writes_per_zone(engine_for, script, tmp_path):
     assert abs(snap["io_bytes"].rows[(a,)] - n_a * 65536) <= 0.05 * n_a * 65536
     assert abs(snap["io_bytes"].rows[(b,)] - n_b * 65536) <= 0.05 * n_b * 65536
     return snap, a, b
+
+
+def total_ns(histogram):
+    """A histogram's sum, each value taken at its bucket's middle."""
+    return sum((b.low + b.high) / 2 * b.count for b in histogram.buckets)
+
+
+def check_hogs_wait_longer_than_sleeper(snap, hog_id, sleeper_id):
+    """``snap`` (a delta over seconds of 3 CPU hogs in ``hog_id`` and a
+    1 ms sleeper in ``sleeper_id``) shows the hogs' run-queue waits far longer."""
+    runq = snap["runq_ns"]
+    assert runq.action == "llquantize"
+    hog, slp = runq.rows[(hog_id,)], runq.rows[(sleeper_id,)]
+    # 3 hogs on 2 CPUs: preempted hogs queue for a time slice (ms); the sleeper
+    # is woken ~1000 times a second and runs almost at once (us)
+    assert hog.count >= 100 and slp.count >= 500
+    # A hog's wait is short when the sleeper preempts it briefly (about half
+    # of its events) and a time slice otherwise: compare the tail and the total
+    assert percentile(hog, 0.9) > 50 * percentile(slp, 0.9), (hog, slp)
+    assert percentile(hog, 0.9) >= 1_000_000
+    assert total_ns(hog) > 10 * total_ns(slp)

@@ -18,11 +18,12 @@ import zone_workloads as meters
 from linux_workloads import (
     cgroup_id,
     check_direct_io_writes_per_zone,
+    check_hogs_wait_longer_than_sleeper,
     check_tcp_connects_per_zone,
-    percentile,
     python_in,
     scratch_cgroups,
     stop,
+    total_ns,
     wait_for,
 )
 
@@ -42,10 +43,6 @@ def engine_for(script, **options):
     rel = f"linux/{script}"
     with open(script_path(rel), encoding="utf-8") as f:
         return LibbpfEngine(f.read(), rel, options)
-
-
-def total_ns(histogram):
-    return sum((b.low + b.high) / 2 * b.count for b in histogram.buckets)
 
 
 def schedstat(pid):
@@ -93,14 +90,7 @@ def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper(design):
             snap = engine.snapshot().delta(settled)
         finally:
             stop(*hogs, sleeper)
-    runq = snap["runq_ns"]
-    assert runq.action == "llquantize"
-    hog, slp = runq.rows[(hog_id,)], runq.rows[(sleeper_id,)]
-    # 3 hogs on 2 CPUs queue for time slices (ms); the sleeper runs at once
-    assert hog.count >= 100 and slp.count >= 500
-    assert percentile(hog, 0.9) > 50 * percentile(slp, 0.9), (hog, slp)
-    assert percentile(hog, 0.9) >= 1_000_000
-    assert total_ns(hog) > 10 * total_ns(slp)
+    check_hogs_wait_longer_than_sleeper(snap, hog_id, sleeper_id)
 
 
 def test_run_queue_wait_per_zone_is_the_kernel_s_run_delay():

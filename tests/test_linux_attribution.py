@@ -12,8 +12,8 @@ import pytest
 from linux_workloads import (
     cgroup_id,
     check_direct_io_writes_per_zone,
+    check_hogs_wait_longer_than_sleeper,
     check_tcp_connects_per_zone,
-    percentile,
     python_in,
     scratch_cgroups,
     stop,
@@ -31,10 +31,6 @@ def engine_for(script):
         return BpftraceEngine(f.read(), script)
 
 
-def total_ns(histogram):
-    return sum((b.low + b.high) / 2 * b.count for b in histogram.buckets)
-
-
 def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper():
     with scratch_cgroups("hogs", "sleeper") as cg, engine_for("runqueue.bt") as engine:
         hog_id, sleeper_id = cgroup_id(cg["hogs"]), cgroup_id(cg["sleeper"])
@@ -47,17 +43,7 @@ def test_cpu_hogs_wait_far_longer_in_the_run_queue_than_a_sleeper():
             snap = engine.snapshot().delta(settled)
         finally:
             stop(*hogs, sleeper)
-    runq = snap["runq_ns"]
-    assert runq.action == "llquantize"
-    hog, slp = runq.rows[(hog_id,)], runq.rows[(sleeper_id,)]
-    # 3 hogs on 2 CPUs: preempted hogs queue for a time slice (ms); the sleeper
-    # is woken ~1000 times a second and runs almost at once (us)
-    assert hog.count >= 100 and slp.count >= 500
-    # A hog's wait is short when the sleeper preempts it briefly (about half
-    # of its events) and a time slice otherwise: compare the tail and the total
-    assert percentile(hog, 0.9) > 50 * percentile(slp, 0.9), (hog, slp)
-    assert percentile(hog, 0.9) >= 1_000_000
-    assert total_ns(hog) > 10 * total_ns(slp)
+    check_hogs_wait_longer_than_sleeper(snap, hog_id, sleeper_id)
 
 
 def test_direct_io_writes_are_counted_per_zone(tmp_path):
