@@ -77,6 +77,18 @@ class Agent:
             time.sleep(1)
         raise AssertionError(f"{pattern!r} never appeared; log:\n{self.log_text()[-3000:]}")
 
+    def wait_until(self, predicate, timeout=60):
+        """The exporter's text once ``predicate(text)`` holds."""
+        deadline = time.monotonic() + timeout
+        text = ""
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log_text()[-3000:]
+            text = self.metrics()
+            if predicate(text):
+                return text
+            time.sleep(1)
+        raise AssertionError(f"never held; last metrics:\n{text[-3000:]}")
+
     def log_text(self):
         return self.log.read_text() if self.log.exists() else ""
 

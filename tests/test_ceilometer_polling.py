@@ -80,6 +80,11 @@ def test_zone_meters_reach_the_prometheus_exporter(tmp_path):
             resource = "st-test-cn1:cgroup:tenant-a"
             text = agent.wait_for(rf'^ceilometer_cpu_runqueue_latency_p99{{.*resource="{resource}"')
             text = agent.wait_for(r"^ceilometer_telemetry_engine_drops{")
+            # the first poll comes right after the engine attached (libbpf
+            # attaches in a tenth of a second): its count may be a few
+            # events; a later poll has the hogs' time slices
+            text = agent.wait_until(
+                lambda t: (value(t, "cpu_runqueue_latency_count", resource) or 0) >= 10)
         finally:
             stop(*hogs)
             agent.stop()
