@@ -77,8 +77,9 @@ def add_arguments(p):
     p.add_argument("-z", "--zone", action="append", default=[], metavar="ZONE",
                    help="only this zone (name, instance UUID or id); repeatable")
     p.add_argument("-e", "--engine", choices=ENGINE_CHOICES, default="auto",
-                   help="tracing engine (default: auto -- libdtrace where it loads, "
-                        "else bpftrace)")
+                   help="tracing engine (default: auto -- on Linux libbpf where the "
+                        "kernel has BTF and its programs load, else libdtrace, else "
+                        "bpftrace; libdtrace on SmartOS)")
     p.add_argument("-s", "--sort", default=None, metavar="COLUMN",
                    choices=[c.id for c in model.COLUMNS],
                    help="sort by COLUMN: " + ", ".join(c.id for c in model.COLUMNS)
