@@ -56,6 +56,17 @@ def schedstat(pid):
     return delay, slices
 
 
+def joined_and_held(path, code):
+    """A python process that has joined cgroup ``path`` and waits, blocked in
+    its shell, until a line reaches its stdin (then it execs ``code``)."""
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", 'echo $$ > "$0/cgroup.procs" && echo joined && read -r _ && exec "$@"',
+         path, sys.executable, "-c", code],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "joined"
+    return proc
+
+
 def start_hogs(path, n):
     hogs = [python_in(path, HOG, stdout=subprocess.PIPE, text=True)
             for _ in range(n)]
@@ -100,18 +111,34 @@ def test_run_queue_wait_per_zone_is_the_kernel_s_run_delay():
     with scratch_cgroups("a", "b") as cg, engine_for("runqueue.bpf.c") as engine:
         assert engine.design == "sched_info"
         a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
-        # started after the engine: run_delay counts from 0 at fork, as the program does
-        hogs = start_hogs(cg["a"], 3)
-        sleepers = [python_in(cg["b"], SLEEPER) for _ in range(2)]
-        procs = hogs + sleepers
+        # What a task waited before it joined its zone (forked in the test's
+        # cgroup, its shell starting) is in its run_delay but not the zone's;
+        # the program records a task's waits at its switch-outs, so once every
+        # task has joined and is blocked (switched out), the zone's histogram
+        # and the tasks' run_delay are taken as the baselines of both sides.
+        procs = []
         try:
+            hogs = [joined_and_held(cg["a"], HOG) for _ in range(3)]
+            procs += hogs
+            sleepers = [joined_and_held(cg["b"], SLEEPER) for _ in range(2)]
+            procs += sleepers
+            assert wait_for(lambda: all(_state(p.pid) == "S" for p in procs), 5)
+            base = {p.pid: schedstat(p.pid) for p in procs}
+            settled = engine.snapshot()
+            for p in procs:
+                p.stdin.write("\n")
+                p.stdin.flush()
+            for hog in hogs:
+                assert hog.stdout.readline().strip() == "ready"
             time.sleep(3)
             # stopped, each task has left its CPU: its last wait is recorded
             for p in procs:
                 p.send_signal(signal.SIGSTOP)
             assert wait_for(lambda: all(_state(p.pid) == "T" for p in procs), 5)
-            truth = {z: [schedstat(p.pid) for p in ps] for z, ps in ((a, hogs), (b, sleepers))}
-            snap = engine.snapshot()
+            truth = {z: [tuple(now - then for now, then in zip(schedstat(p.pid), base[p.pid],
+                                                                strict=True)) for p in ps]
+                     for z, ps in ((a, hogs), (b, sleepers))}
+            snap = engine.snapshot().delta(settled)
         finally:
             stop(*procs)
     for zone, stats in truth.items():
