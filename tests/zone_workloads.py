@@ -185,12 +185,14 @@ def run_per_script_engines(running, platform, engine):
                 before.update(by_name(reducer.reduce(
                     {rel: e.snapshot() for rel, e in running.items()}, zones={a}), a))
 
-            procs, durations = start_zone_workloads(cg, ports, scratch_file(), baseline)
-            time.sleep(0.5)
-            snapshots = {rel: e.snapshot() for rel, e in running.items()}
-            samples = reducer.reduce(snapshots, zones={a})
+            try:
+                procs, durations = start_zone_workloads(cg, ports, scratch_file(), baseline)
+                time.sleep(0.5)
+                snapshots = {rel: e.snapshot() for rel, e in running.items()}
+                samples = reducer.reduce(snapshots, zones={a})
+            finally:
+                stop(*procs)  # before the zones' cgroups are removed
     finally:
-        stop(*procs)
         for one in running.values():
             one.stop()
     for rel, snap in snapshots.items():
