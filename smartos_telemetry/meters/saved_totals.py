@@ -17,6 +17,9 @@ handed on, the agent writes what its totals need to go on
   over the saved reading, so an agent restart loses nothing; a kstat that was
   re-created meanwhile (zone or host reboot) adds its new value in full, and
   what the zone did between the last poll and its shutdown is lost.
+* Linux cgroup counters (``CgroupCounters``): the same, with the cgroup id
+  as the identity of what was read: the same cgroup adds what it gained,
+  a re-created one (new id under the same zone identity) all of its value.
 
 A zone's ``zone_ttl`` goes on from where the last agent left it (the
 downtime does not count), so a zone that is back within the ttl keeps its
@@ -55,12 +58,14 @@ class StateFileError(Exception):
 class SavedTotals:
     """What a previous agent left: ``zones`` -- ``{resource id: {section:
     (Saved, by)}}`` for the engine meters (``by``: which of the zone's keys the
-    section's script records it under, ``"id"`` or ``"zonename"``) -- and
-    ``kstat``, as :meth:`KstatCounters.export` gives it."""
+    section's script records it under, ``"id"`` or ``"zonename"``) --,
+    ``kstat``, as :meth:`KstatCounters.export` gives it, and ``cgroup``, as
+    :meth:`CgroupCounters.export` gives it."""
 
-    def __init__(self, zones=None, kstat=None):
+    def __init__(self, zones=None, kstat=None, cgroup=None):
         self.zones = zones if zones is not None else {}
         self.kstat = kstat if kstat is not None else {}
+        self.cgroup = cgroup if cgroup is not None else {}
 
 
 # -- the file's layout (version 1) --------------------------------------------------
@@ -73,12 +78,16 @@ class SavedTotals:
 #    "kstat": {"keys": [key, ...],
 #              "counters": {"<meter>": {"totals": [key index, total, raw, ...],
 #                                       "unseen": [key index, seconds, ...]}},
-#              "kstats": [[module, key index, instance, name, crtime, unseen], ...]}}
+#              "kstats": [[module, key index, instance, name, crtime, unseen], ...]},
+#    "cgroup": {"keys": [key, ...], "counters": {as in "kstat"},
+#               "cgroups": [[key index, cgroup id, unseen], ...]}}
 #
 # Flat lists of numbers, each name written once: a save runs after every poll,
 # and this keeps it cheap for thousands of zones (bench/state_file_cost.py).
 # "unseen" lists only zones unseen for a second or more (whole seconds); a
-# kstat key is a VM UUID or [VM UUID, interface].
+# kstat key is a VM UUID or [VM UUID, interface]; a cgroup key is a zone
+# identity, [kind, name] or ["instance", UUID].  A file without "cgroup"
+# (written before the cgroup counters) reads as no cgroup totals.
 
 def encode(totals, now=None):
     zones, index, sections = [], {}, {}
@@ -94,29 +103,39 @@ def encode(totals, now=None):
             if saved.unseen >= 1:
                 out["unseen"] += (i, int(saved.unseen))
     kstat = totals.kstat
+    keys, kindex, counters = _encode_counters(kstat)
+    kstats = []
+    for (module, key), (ident, unseen) in kstat.get("kstats", {}).items():
+        kstats.append([module, _index(keys, kindex, key), *ident, int(unseen)])
+    ckeys, cindex, ccounters = _encode_counters(totals.cgroup)
+    cgroups = [[_index(ckeys, cindex, key), ident, int(unseen)]
+               for key, (ident, unseen) in totals.cgroup.get("cgroups", {}).items()]
+    return {"format": FORMAT, "version": VERSION,
+            "saved_at": time.time() if now is None else now,
+            "zones": zones, "sections": sections,
+            "kstat": {"keys": keys, "counters": counters, "kstats": kstats},
+            "cgroup": {"keys": ckeys, "counters": ccounters, "cgroups": cgroups}}
+
+
+def _index(keys, kindex, key):
+    i = kindex.get(key)
+    if i is None:
+        i = kindex[key] = len(keys)
+        keys.append(_key_out(key))
+    return i
+
+
+def _encode_counters(section):
     keys, kindex, counters = [], {}, {}
-    for name, entries in kstat.get("counters", {}).items():
+    for name, entries in section.get("counters", {}).items():
         flat, unseen = [], []
         for key, saved in entries.items():
-            i = kindex.get(key)
-            if i is None:
-                i = kindex[key] = len(keys)
-                keys.append(_key_out(key))
+            i = _index(keys, kindex, key)
             flat += (i, saved.total, saved.raw)
             if saved.unseen >= 1:
                 unseen += (i, int(saved.unseen))
         counters[name] = {"totals": flat, "unseen": unseen}
-    kstats = []
-    for (module, key), (ident, unseen) in kstat.get("kstats", {}).items():
-        i = kindex.get(key)
-        if i is None:
-            i = kindex[key] = len(keys)
-            keys.append(_key_out(key))
-        kstats.append([module, i, *ident, int(unseen)])
-    return {"format": FORMAT, "version": VERSION,
-            "saved_at": time.time() if now is None else now,
-            "zones": zones, "sections": sections,
-            "kstat": {"keys": keys, "counters": counters, "kstats": kstats}}
+    return keys, kindex, counters
 
 
 def decode(data):
@@ -138,20 +157,31 @@ def decode(data):
                 zones.setdefault(_at(rids, i), {})[_text(section)] = (
                     Saved(_count(total), kind, seconds), by)
         kstat = data["kstat"]
-        keys = [_key_in(key) for key in kstat["keys"]]
-        counters = {}
-        for name, body in kstat["counters"].items():
-            unseen = _pairs(body["unseen"])
-            counters[_text(name)] = {
-                _at(keys, i): Saved(_count(total), COUNTER, _seconds(unseen.get(i, 0)),
-                               _count(raw))
-                for i, total, raw in _triples(body["totals"])}
+        keys, counters = _decode_counters(kstat)
         kstats = {}
         for module, i, instance, name, crtime, unseen in kstat["kstats"]:
             kstats[(_text(module), _at(keys, i))] = ((instance, name, crtime), _seconds(unseen))
+        cgroup = data.get("cgroup", {"keys": [], "counters": {}, "cgroups": []})
+        ckeys, ccounters = _decode_counters(cgroup)
+        cgroups = {}
+        for i, ident, unseen in cgroup["cgroups"]:
+            cgroups[_at(ckeys, i)] = (_count(ident), _seconds(unseen))
     except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
         raise StateFileError(f"malformed ({type(exc).__name__}: {exc})") from None
-    return SavedTotals(zones, {"counters": counters, "kstats": kstats})
+    return SavedTotals(zones, {"counters": counters, "kstats": kstats},
+                       {"counters": ccounters, "cgroups": cgroups})
+
+
+def _decode_counters(section):
+    keys = [_key_in(key) for key in section["keys"]]
+    counters = {}
+    for name, body in section["counters"].items():
+        unseen = _pairs(body["unseen"])
+        counters[_text(name)] = {
+            _at(keys, i): Saved(_count(total), COUNTER, _seconds(unseen.get(i, 0)),
+                           _count(raw))
+            for i, total, raw in _triples(body["totals"])}
+    return keys, counters
 
 
 def _pairs(flat):
