@@ -52,10 +52,16 @@ def test_gauges_and_cumulatives_get_their_archive_policy(resource_type):
         policy = (extra or {}).get("archive_policy_name", DEFS["archive_policy_default"])
         assert policy in POLICIES, name
         wanted = "smartos-telemetry-gauge" if kinds[name] == "gauge" \
-            else "smartos-telemetry-counter"
+            else "smartos-telemetry-counter-v2"
         assert policy == wanted, name
-    assert "rate:last" in POLICIES["smartos-telemetry-counter"]["aggregation_methods"]
-    assert "max" in POLICIES["smartos-telemetry-gauge"]["aggregation_methods"]
+    # CloudKitty's default aggregation (max) and its rate path (rate:max over
+    # max), Aodh's per-resource rate alarms (rate:max); gauges: mean/max/min
+    assert set(POLICIES["smartos-telemetry-counter-v2"]["aggregation_methods"]) == {
+        "max", "rate:max"}
+    assert set(POLICIES["smartos-telemetry-gauge"]["aggregation_methods"]) == {
+        "mean", "max", "min"}
+    assert DEFS["superseded_archive_policies"] == {
+        "smartos-telemetry-counter": "smartos-telemetry-counter-v2"}
 
 
 def test_every_required_attribute_is_filled_from_our_metadata():
@@ -97,8 +103,7 @@ class FakeGnocchi:
             batch_resources_metrics_measures=self._batch)
         self.resource = types.SimpleNamespace(create=self._create,
                                               update=lambda *a, **k: None)
-        self.archive_policy = types.SimpleNamespace(create=self._ap_create,
-                                                    get=self.policies.__getitem__)
+        self.archive_policy = types.SimpleNamespace(create=self._ap_create, get=self._ap_get)
         self.resource_type = types.SimpleNamespace(get=self._rt_get, create=self._rt_create,
                                                    update=self._rt_update)
 
@@ -119,6 +124,11 @@ class FakeGnocchi:
         if policy["name"] in self.policies:
             raise gnocchi_exc.ArchivePolicyAlreadyExists(409, "exists")
         self.policies[policy["name"]] = policy
+
+    def _ap_get(self, name):
+        if name not in self.policies:
+            raise gnocchi_exc.ArchivePolicyNotFound(404, "no such archive policy")
+        return self.policies[name]
 
     def _rt_get(self, name):
         if name not in self.types:

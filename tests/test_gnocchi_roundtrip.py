@@ -113,7 +113,7 @@ def find_resource(g, resource_type, original_id):
 
 
 def measures(g, metric_id, kind):
-    aggregation = "mean" if kind == "gauge" else "last"
+    aggregation = "mean" if kind == "gauge" else "max"  # a counter's max is its last value
     return g.metric.get_measures(metric_id, aggregation=aggregation,
                                  granularity=GRANULARITY, refresh=True)
 

@@ -6,9 +6,15 @@ What it does, in order (each step a no-op when already done):
 1. ceilometer's ``gnocchi_client.upgrade_resource_types`` -- what
    ``ceilometer-upgrade`` does: ceilometer's types, among them ``instance``
    and ``host``, which our definitions use;
-2. the archive policies of ``resources.yaml`` (created if missing;
-   an existing one is left as it is -- changing a policy that metrics use is
-   the operator's call -- and reported when it differs);
+2. the archive policies of ``resources.yaml``: created if missing; one that
+   exists with other timespans or back window is updated (Gnocchi allows
+   that, and every metric of the policy follows); one whose aggregation
+   methods or granularities differ is reported and left as it is (Gnocchi
+   cannot change them: rest/api.py ArchivePolicyController.patch takes
+   ``definition`` and ``back_window`` only, indexer update_archive_policy
+   refuses added or dropped granularities); a superseded policy of an earlier
+   release is reported with the number of metrics that keep it (no Gnocchi
+   call moves a metric to another policy) and how to move them;
 3. our resource types (``smartos_zone``), created if missing; attributes
    this release adds are added to an existing type.
 
@@ -52,12 +58,90 @@ def load_conf(config_files=None):
     return conf
 
 
+def _granularities(policy):
+    return sorted(float(_seconds(d["granularity"])) for d in policy["definition"])
+
+
+def _definition(policy):
+    return sorted((float(_seconds(d["granularity"])), float(_seconds(d["timespan"])))
+                  for d in policy["definition"])
+
+
 def _policy_differs(existing, wanted):
-    def definition(policy):
-        return sorted((float(_seconds(d["granularity"])), float(_seconds(d["timespan"])))
-                      for d in policy["definition"])
     return (set(existing.get("aggregation_methods", [])) != set(wanted["aggregation_methods"])
-            or definition(existing) != definition(wanted))
+            or _definition(existing) != _definition(wanted)
+            or int(existing.get("back_window", 0)) != int(wanted.get("back_window", 0)))
+
+
+def _ensure_policy(client, policy, report):
+    from gnocchiclient import exceptions
+
+    name = policy["name"]
+    try:
+        client.archive_policy.create(policy)
+        report.append(f"archive policy {name}: created")
+        return
+    except exceptions.ArchivePolicyAlreadyExists:
+        existing = client.archive_policy.get(name)
+    if not _policy_differs(existing, policy):
+        report.append(f"archive policy {name}: present")
+        return
+    fixed = []
+    if set(existing.get("aggregation_methods", [])) != set(policy["aggregation_methods"]):
+        fixed.append(f"aggregation methods {', '.join(sorted(existing['aggregation_methods']))}"
+                     f" (shipped: {', '.join(sorted(policy['aggregation_methods']))})")
+    if _granularities(existing) != _granularities(policy):
+        fixed.append("granularities " + ", ".join(f"{g:g} s" for g in _granularities(existing))
+                     + " (shipped: " + ", ".join(f"{g:g} s" for g in _granularities(policy))
+                     + ")")
+    if fixed:
+        report.append(f"archive policy {name}: present with {'; '.join(fixed)}, which Gnocchi "
+                      f"cannot change in place; left as it is (fix: delete it while no metric "
+                      f"uses it -- gnocchi archive-policy delete {name} -- and run upgrade "
+                      f"again)")
+        return
+    client.archive_policy.update(name, {"definition": policy["definition"],
+                                        "back_window": policy.get("back_window", 0)})
+    count = len(_metrics_of_policy(client, name))
+    report.append(f"archive policy {name}: timespans or back window updated to the shipped "
+                  f"ones; its {count} metric(s) follow")
+
+
+def _metrics_of_policy(client, name):
+    """The metrics (as Gnocchi lists them: id, name, resource_id, ...) that use
+    archive policy ``name`` (GET /v1/metric?archive_policy_name=, page by page)."""
+    from urllib import parse
+
+    metrics = []
+    url = "v1/metric?" + parse.urlencode({"archive_policy_name": name, "limit": 1000})
+    while url:
+        page = client.metric._get(url)
+        metrics.extend(page.json())
+        url = page.links.get("next", {}).get("url")
+    return metrics
+
+
+def _report_superseded(client, old, new, report):
+    from gnocchiclient import exceptions
+
+    try:
+        client.archive_policy.get(old)
+    except (exceptions.ArchivePolicyNotFound, exceptions.NotFound):
+        return
+    metrics = _metrics_of_policy(client, old)
+    if not metrics:
+        report.append(f"archive policy {old} (superseded by {new}): no metric uses it "
+                      f"(gnocchi archive-policy delete {old} removes it)")
+        return
+    report.append(
+        f"archive policy {old} (superseded by {new}): {len(metrics)} metric(s) keep it, "
+        f"as Gnocchi cannot move a metric to another policy; new metrics get {new}.  They "
+        f"answer only {old}'s aggregation methods, so a consumer asking for one only {new} "
+        f"has gets 404 for them (README, 'Bill and alarm on your meters').  To move one, "
+        f"at the cost of its measures: gnocchi metric delete <id>; the publisher makes it "
+        f"again under {new} with its next sample.  Metrics: "
+        + ", ".join(f"{m.get('resource_id') or '-'}/{m['name']}={m['id']}" for m in metrics[:5])
+        + (f" and {len(metrics) - 5} more (gnocchi metric list)" if len(metrics) > 5 else ""))
 
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -105,7 +189,6 @@ def _ensure_resource_type(client, name, attributes, report):
 def upgrade(conf, definitions=None):
     """Create what ``definitions`` needs in Gnocchi; return one line per item."""
     from ceilometer import gnocchi_client
-    from gnocchiclient import exceptions
 
     definitions = definitions or load_definitions()
     client = gnocchi_client.get_gnocchiclient(conf)
@@ -113,16 +196,9 @@ def upgrade(conf, definitions=None):
     gnocchi_client.upgrade_resource_types(conf)
     report.append("ceilometer resource types (instance, host, ...): present")
     for policy in definitions.get("archive_policies", []):
-        try:
-            client.archive_policy.create(policy)
-            report.append(f"archive policy {policy['name']}: created")
-        except exceptions.ArchivePolicyAlreadyExists:
-            existing = client.archive_policy.get(policy["name"])
-            if _policy_differs(existing, policy):
-                report.append(f"archive policy {policy['name']}: present, differs from the "
-                              "shipped one (left as it is)")
-            else:
-                report.append(f"archive policy {policy['name']}: present")
+        _ensure_policy(client, policy, report)
+    for old, new in (definitions.get("superseded_archive_policies") or {}).items():
+        _report_superseded(client, old, new, report)
     for name, attributes in definitions.get("resource_types", {}).items():
         _ensure_resource_type(client, name, attributes, report)
     wanted = {rd["resource_type"] for rd in definitions.get("resources", [])}

@@ -55,12 +55,14 @@ class Meter:
     #: platform/engine -> why there is no source there
     missing: dict = dataclasses.field(default_factory=dict)
 
-    def samples(self):
-        """``(name, type, unit)`` of every sample this meter yields."""
+    def samples(self, statistics=DISTRIBUTION_SUFFIXES):
+        """``(name, type, unit)`` of every sample this meter yields; a
+        distribution only those of ``statistics`` (``[smartos]
+        distribution_statistics``)."""
         if self.kind != "distribution":
             return [(self.name, "cumulative", self.unit)]
         out = []
-        for suffix in DISTRIBUTION_SUFFIXES:
+        for suffix in (s for s in DISTRIBUTION_SUFFIXES if s in statistics):
             if suffix in ("count", "sum"):
                 unit = "event" if suffix == "count" else self.unit
                 out.append((f"{self.name}.{suffix}", "cumulative", unit))

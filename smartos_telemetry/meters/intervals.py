@@ -52,7 +52,11 @@ Columns of a distribution meter (None for the other kinds):
 import typing
 from itertools import chain, repeat
 
+from smartos_telemetry.meters.catalogue import DISTRIBUTION_SUFFIXES
 from smartos_telemetry.snapshot import Histogram
+
+#: the statistics of a distribution that are gauges, read from the interval's histogram
+GAUGE_STATISTICS = ("p50", "p95", "p99", "max")
 
 HOST = None  # the zone of host-level samples
 
@@ -111,38 +115,43 @@ class MeterIntervals:
         filled = counts.nonzero()[0].tolist()
         return Histogram((self.lows[b], self.highs[b], int(counts[b])) for b in filled)
 
-    def samples(self):
+    def samples(self, statistics=DISTRIBUTION_SUFFIXES):
         """Every sample of this meter: ``(name, type, unit, volume, zone)`` tuples.
 
         A distribution ``NAME`` gives ``NAME.p50 .p95 .p99 .max`` (gauges) for
         the zones with events in the interval, and ``NAME.count``, ``NAME.sum``
-        (cumulative) for every zone; a counter or health meter its running
-        total."""
+        (cumulative) for every zone -- of those, only the ``statistics``
+        named (``[smartos] distribution_statistics``); a counter or health
+        meter its running total."""
         meter, zones = self.meter, self.zones
         if meter.kind != "distribution":
             return zip(repeat(meter.name), repeat("cumulative"), repeat(meter.unit),
                        self.totals, zones)
-        return _distribution_samples(self)
+        return _distribution_samples(self, statistics)
 
     def __repr__(self):
         return f"<MeterIntervals {self.name}: {len(self.zones)} zones>"
 
 
-def _distribution_samples(mi):
+def _distribution_samples(mi, statistics):
     name, unit, zones = mi.meter.name, mi.meter.unit, mi.zones
+    chosen = [stat for stat in GAUGE_STATISTICS if stat in statistics]
+    columns = [getattr(mi, stat) for stat in chosen]
     busy = [i for i, top in enumerate(mi.max) if top is not None]
     if len(busy) == len(zones):
         busy_zones = zones
-        stats = (mi.p50, mi.p95, mi.p99, mi.max)
     else:
         busy_zones = [zones[i] for i in busy]
-        stats = tuple([column[i] for i in busy] for column in (mi.p50, mi.p95, mi.p99, mi.max))
-    gauges = [zip(repeat(f"{name}.{stat}"), repeat("gauge"), repeat(unit), values, busy_zones)
-              for stat, values in zip(("p50", "p95", "p99", "max"), stats, strict=True)]
-    return chain(*gauges,
-                 zip(repeat(f"{name}.count"), repeat("cumulative"), repeat("event"), mi.totals,
-                     zones),
-                 zip(repeat(f"{name}.sum"), repeat("cumulative"), repeat(unit), mi.sums, zones))
+        columns = [[column[i] for i in busy] for column in columns]
+    out = [zip(repeat(f"{name}.{stat}"), repeat("gauge"), repeat(unit), values, busy_zones)
+           for stat, values in zip(chosen, columns, strict=True)]
+    if "count" in statistics:
+        out.append(zip(repeat(f"{name}.count"), repeat("cumulative"), repeat("event"),
+                       mi.totals, zones))
+    if "sum" in statistics:
+        out.append(zip(repeat(f"{name}.sum"), repeat("cumulative"), repeat(unit), mi.sums,
+                       zones))
+    return chain(*out)
 
 
 class Intervals:
@@ -167,9 +176,9 @@ class Intervals:
     def __contains__(self, name):
         return name in self.meters
 
-    def samples(self):
+    def samples(self, statistics=DISTRIBUTION_SUFFIXES):
         """Every meter's :meth:`MeterIntervals.samples`, one after the other."""
-        return chain.from_iterable(mi.samples() for mi in self.meters.values())
+        return chain.from_iterable(mi.samples(statistics) for mi in self.meters.values())
 
     def __iter__(self):
         return map(MeterSample._make, self.samples())

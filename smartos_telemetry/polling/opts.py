@@ -11,6 +11,7 @@ import re
 from oslo_config import cfg
 
 from smartos_telemetry.errors import ConfigError
+from smartos_telemetry.meters.catalogue import DISTRIBUTION_SUFFIXES
 
 GROUP = "smartos"
 DEFAULT_STATE_FILE = "/var/lib/smartos-telemetry/state.json"
@@ -70,6 +71,18 @@ OPTS = [
                  help="SmartOS: seconds the last good inventory serves while vmadm fails."),
     cfg.IntOpt("page_size", default=4096, min=512,
                help="SmartOS: bytes per page, for the page counts of the memory_cap kstats."),
+    cfg.StrOpt("owners_file", default="",
+               help="YAML rules giving the project (and user) of every zone the platform "
+                    "knows no owner of (containers, services, plain cgroups): ordered "
+                    "rules on cgroup path, zone kind and name, and a default. Read at "
+                    "start; a bad file disables the zone meters with one error naming the "
+                    "rule. Empty: such zones carry project 'none'. See "
+                    "etc/ceilometer/smartos-owners.yaml."),
+    cfg.ListOpt("distribution_statistics", default=list(DISTRIBUTION_SUFFIXES),
+                help="The samples each latency distribution emits per zone, of "
+                     + ", ".join(DISTRIBUTION_SUFFIXES) + ". Each is a Gnocchi metric per "
+                     "zone: fewer is a cheaper Gnocchi. Aodh's run-queue alarms read p99; "
+                     "CloudKitty rates count and sum."),
     cfg.StrOpt("state_file", default=DEFAULT_STATE_FILE,
                help="Where the running totals of the cumulative meters are kept between "
                     "agent runs (written after every poll, atomically), so that counters go "
@@ -104,6 +117,9 @@ def validate(conf):
     _check_engine_options(group.engine_options)
     from smartos_telemetry.zones.linux_cgroups import config_from_options
     config_from_options(group)  # zone kinds, plain_parents
+    _check_statistics(conf, group.distribution_statistics)
+    from smartos_telemetry.zones import owners
+    owners.load(group.owners_file)  # a bad rule: OwnerRulesError naming it
     if group.state_file and not os.path.isabs(group.state_file):
         where = getattr(conf.get_location("state_file", GROUP), "detail", None)
         raise ConfigError(f"[{GROUP}] state_file = {group.state_file}"
@@ -158,6 +174,20 @@ def _check_engine_options(options):
             f"[{GROUP}] engine_options ask for {keys:,} keys per bpftrace map (zones x "
             f"buckets, or map_keys_max); the kernel allows at most {BPF_MAP_KEYS_LIMIT:,} "
             f"(fix: lower zones, buckets or map_keys_max)")
+
+
+def _check_statistics(conf, statistics):
+    where = getattr(conf.get_location("distribution_statistics", GROUP), "detail", None)
+    at = f" in {where}" if where else ""
+    fix = f"fix: a comma-separated list of {', '.join(DISTRIBUTION_SUFFIXES)}"
+    bad = [s for s in statistics if s not in DISTRIBUTION_SUFFIXES]
+    if bad:
+        raise ConfigError(f"[{GROUP}] distribution_statistics{at}: {', '.join(bad)} "
+                          f"{'is not a statistic' if len(bad) == 1 else 'are not statistics'} "
+                          f"({fix})")
+    if not statistics:
+        raise ConfigError(f"[{GROUP}] distribution_statistics{at} is empty: the latency "
+                          f"meters would emit nothing ({fix}, or remove the line)")
 
 
 def list_opts():

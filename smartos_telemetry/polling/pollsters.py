@@ -12,7 +12,9 @@ tenant's project and user; other zones (containers, services, plain
 cgroups) get ``<host>:<kind>:<name>``, stable across agent restarts.
 
 Every sample of a zone meter has the same fields set, whatever its zone:
-a zone with no OpenStack owner has :data:`NO_OWNER` as its project and user.
+its project and user are the platform's owner of the zone, else the
+operator's owner rules (``[smartos] owners_file``, zones/owners.py), else
+:data:`NO_OWNER`.
 """
 
 import dataclasses
@@ -26,19 +28,13 @@ from smartos_telemetry.attribution import ZoneKeys
 from smartos_telemetry.errors import TelemetryError
 from smartos_telemetry.meters.reduce import HOST
 from smartos_telemetry.polling import telemetry_service
+from smartos_telemetry.zones import owners
 
 LOG = logging.getLogger(__name__)
 
 
-#: The project and user of a zone no OpenStack tenant owns (a service, a
-#: container, a plain cgroup; an instance whose owner is unknown).  Ceilometer's
-#: Prometheus exporter labels a sample with ``project`` and ``user`` only when
-#: they are set, and prometheus_client fixes a metric's label names at its
-#: first sample (ceilometer/polling/prom_exporter.py, _gen_labels and
-#: collect_metrics): a meter whose samples set them for some zones and not
-#: for others fails with "Incorrect label count", losing the rest of the batch.
-#: No keystone id is "none", so it never names a real tenant.
-NO_OWNER = "none"
+#: The project and user of a zone no one owns (zones/owners.py says why "none")
+NO_OWNER = owners.NO_OWNER
 
 #: Gnocchi keeps a resource's original id and our resource types' display_name
 #: in 255 characters (indexer/sqlalchemy_base.py: String(255); gnocchi/resources.yaml)
@@ -60,7 +56,9 @@ def zone_resource_id(host, zone):
 
 
 def zone_owner(zone):
-    """``(user_id, project_id)`` of a zone's samples, never unset."""
+    """``(user_id, project_id)`` of a zone's samples, never unset: discovery's
+    zones carry their owner (the platform's, else the operator's rules,
+    zones/owners.py); :data:`NO_OWNER` where neither names one."""
     return (zone.attribute("user_id") or NO_OWNER, zone.attribute("project_id") or NO_OWNER)
 
 
@@ -102,7 +100,9 @@ class _MeterPollster(plugin_base.PollsterBase):
                 return service, ()
             raise
         meter = intervals.get(self.meter)
-        return service, (meter.samples() if meter is not None else ())
+        if meter is None:
+            return service, ()
+        return service, meter.samples(service.opts.distribution_statistics)
 
 
 class ZoneMeterPollster(_MeterPollster):

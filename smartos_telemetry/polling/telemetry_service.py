@@ -34,6 +34,7 @@ from smartos_telemetry.errors import ConfigError, EngineDied, TelemetryError
 from smartos_telemetry.meters.reduce import HOST, SnapshotReducer
 from smartos_telemetry.meters.saved_totals import HOST_KEY, SavedTotals, StateFile
 from smartos_telemetry.polling import opts
+from smartos_telemetry.zones import owners
 
 LOG = logging.getLogger(__name__)
 
@@ -56,13 +57,18 @@ class TelemetryService:
     def __init__(self, conf):
         self.conf = conf
         self.opts = opts.register(conf)
+        self.owners = owners.OwnerRules()
         try:
             opts.validate(conf)
+            self.owners = owners.load(self.opts.owners_file)
             bad_config = None
         except ConfigError as exc:
             bad_config = exc
             LOG.error("smartos-telemetry: %s. The zone meters are disabled until the agent "
                       "restarts with a corrected configuration.", exc)
+        else:
+            (LOG.info if self.owners.configured else LOG.warning)(
+                "smartos-telemetry: %s", self.owners.summary())
         self.platform = platforms.named("auto" if bad_config else self.opts.platform)
         self.host = getattr(conf, "host", None) or os.uname().nodename
         self._lock = threading.Lock()
@@ -73,6 +79,7 @@ class TelemetryService:
         self._reducer = None
         self._zones = None
         self._kstats = None
+        self._cgroups = None  # Linux: the cgroup-v2 counters (cgroup_reading_for_cycle)
         self._attribution = None  # made with the zone layer (zone_layer)
         # Linux, reclaiming what is gone (_reclaim): the zones of the last walk,
         # zones gone since whose last samples are not delivered yet, the cgroup
@@ -107,7 +114,7 @@ class TelemetryService:
         until their last samples have been delivered (once)."""
         if isinstance(self._failure, ConfigError):
             return []  # the zone layer's own options may be the bad ones
-        live = self.zone_layer().zones()
+        live = self.owners.apply(self.zone_layer().zones())  # every zone with an owner
         if not self.platform.tracks_departed_zones:
             return live
         with self._lock:
@@ -250,6 +257,22 @@ class TelemetryService:
             cache[key] = reading
         return cache[key]
 
+    def cgroup_reading_for_cycle(self, cache, zones):
+        """Linux: this cycle's cgroup counters of ``zones`` (discovery's), read
+        once per cycle; needs no tracing engine."""
+        key = CACHE_KEY + ".cgroup"
+        if key not in cache:
+            with self._lock:
+                if self._cgroups is None:
+                    o = self.opts
+                    self._cgroups = self.platform.cgroup_counters(
+                        self.zone_layer(), ttl=o.zone_ttl, max_zones=o.max_zones)
+                    self._cgroups.carry(self._saved.cgroup)
+                    self._saved.cgroup = {}
+                cache[key] = self._cgroups.poll(zones)
+                self._save_state()  # before any of these samples is handed on
+        return cache[key]
+
     # -- running totals kept between agent runs (meters/saved_totals.py) -------------
     def _carry_saved(self, zones):
         """Name this cycle's zones by resource id, and give a zone seen for
@@ -303,7 +326,8 @@ class TelemetryService:
             if kept and rid not in zones:
                 zones[rid] = kept
         kstat = self._kstats.export() if self._kstats is not None else self._saved.kstat
-        self._state.save(SavedTotals(zones, kstat))
+        cgroup = self._cgroups.export() if self._cgroups is not None else self._saved.cgroup
+        self._state.save(SavedTotals(zones, kstat, cgroup))
 
     def _stop_engines(self):
         engines, self._engines = self._engines, None
