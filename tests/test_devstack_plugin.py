@@ -131,16 +131,19 @@ def test_configure_merges_polling_and_pipeline_so_ceilometer_routes_our_meters_t
     for meter in (m.name for m in catalogue.CATALOGUE):  # pollster names are meter names
         assert not agent.Source.is_supported(theirs["meters"], meter), meter
         assert sum(agent.Source.is_supported(s["meters"], meter) for s in ours) == 1, meter
-    assert agent.Source.is_supported(theirs["meters"], "cpu")  # theirs keep the rest
+    assert agent.Source.is_supported(theirs["meters"], "vcpus")  # theirs keep the rest
 
     pipeline = yaml.safe_load((etc / "pipeline.yaml").read_text())
     sources = {s["name"]: s for s in pipeline["sources"]}
     sinks = {s["name"]: s for s in pipeline["sinks"]}
-    for name in our_samples():
+    # the cgroup counters too: cpu, memory and memory.usage are ceilometer's
+    # names as well, so ceilometer's catch-all must leave them to our sink (it
+    # would file a container's cpu as an instance); libvirt's go there too
+    for name in our_samples() + list(catalogue.counter_samples()):
         routed = [sink for s in sources.values()
                   if agent.Source.is_supported(s["meters"], name) for sink in s["sinks"]]
         assert routed == ["smartos_sink"], name
-    assert agent.Source.is_supported(sources["meter_source"]["meters"], "cpu")
+    assert agent.Source.is_supported(sources["meter_source"]["meters"], "vcpus")
     assert sinks["meter_sink"]["publishers"] == ["gnocchi://"]
     # devstack has keystone: the publisher filters Gnocchi's own activity
     assert sinks["smartos_sink"]["publishers"] == ["smartos-gnocchi://"]

@@ -27,9 +27,11 @@ BY_TYPE = {rd["resource_type"]: rd for rd in DEFS["resources"]}
 
 
 def zone_samples():
-    """``{name: type}`` of every per-zone sample on any platform."""
-    return {name: kind for m in catalogue.CATALOGUE if m.kind != "health"
-            for name, kind, _ in m.samples()}
+    """``{name: type}`` of every per-zone sample on any platform (the
+    catalogue's meters and the Linux cgroup counters)."""
+    counters = {name: kind for name, (kind, _) in catalogue.counter_samples().items()}
+    return {**counters, **{name: kind for m in catalogue.CATALOGUE if m.kind != "health"
+                           for name, kind, _ in m.samples()}}
 
 
 def health_samples():

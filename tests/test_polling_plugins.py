@@ -9,6 +9,7 @@ from oslo_config import cfg
 
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.polling import opts, pollsters
+from smartos_telemetry.polling.cgroup_pollsters import CGROUP_POLLSTERS
 from smartos_telemetry.zones import Zone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,8 +33,16 @@ def test_one_pollster_per_meter_and_entry_point_name_is_meter_name():
     # the SmartOS kstat families: only in our namespace (in compute, names such as
     # "cpu" and "memory" would shadow the libvirt pollsters')
     smartos = entry_points("ceilometer.poll.smartos")
-    assert set(smartos) - meters == set(pollsters.KSTAT_POLLSTERS)
+    assert set(smartos) - meters == set(pollsters.KSTAT_POLLSTERS) | set(CGROUP_POLLSTERS)
     assert not set(pollsters.KSTAT_POLLSTERS) & set(entry_points("ceilometer.poll.compute"))
+    # the Linux cgroup families: in both (no Ceilometer meter has their names)
+    for namespace in ("ceilometer.poll.smartos", "ceilometer.poll.compute"):
+        eps = entry_points(namespace)
+        for name, cls in CGROUP_POLLSTERS.items():
+            assert eps[name] == f"{cls.__module__}:{cls.__name__}", name
+    assert set(entry_points("ceilometer.poll.compute")) - meters == set(CGROUP_POLLSTERS)
+    from smartos_telemetry.meters.cgroup_counters import FAMILIES
+    assert [cls.family for cls in CGROUP_POLLSTERS.values()] == list(FAMILIES)
     from smartos_telemetry.meters.kstat_counters import METERS
     assert {cls.module for cls in pollsters.KSTAT_POLLSTERS.values()} == \
         {m.module for m in METERS}

@@ -173,6 +173,16 @@ CATALOGUE = (
 BY_NAME = {m.name: m for m in CATALOGUE}
 
 
+def counter_samples():
+    """``{name: (type, unit)}`` of the per-zone samples of the Linux cgroup
+    counter families (no script: each zone's cgroup-v2 files, read at poll
+    time; meters/cgroup_counters.py says where each comes from).  They go
+    to Gnocchi beside the catalogue's meters."""
+    from smartos_telemetry.meters.cgroup_counters import METERS
+
+    return {m.name: (m.type, m.unit) for m in METERS}
+
+
 def meters_for(platform, engine):
     """The zone meters with a source on ``(platform, engine)``."""
     return [m for m in CATALOGUE if (platform, engine) in m.sources]

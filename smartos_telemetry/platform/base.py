@@ -21,6 +21,8 @@ class Platform:
     tracks_departed_zones = False
     #: True where the kstat counter pollsters have a source (SmartOS)
     has_kstat_counters = False
+    #: True where the cgroup-v2 counter pollsters have a source (Linux)
+    has_cgroup_counters = False
     #: the engine ``auto`` asks for here ("auto": the first that runs)
     auto_engine = "auto"
 

@@ -11,6 +11,7 @@ class Linux(Platform):
     host_row_name = "(host)"
     rolls_up_children = True
     tracks_departed_zones = True
+    has_cgroup_counters = True
 
     def zone_layer(self, options=None, plain_parents=()):
         from smartos_telemetry.zones.linux_cgroups import (
@@ -24,6 +25,13 @@ class Linux(Platform):
             config = dataclasses.replace(
                 config, plain_parents=config.plain_parents + tuple(plain_parents))
         return CgroupZones(config)
+
+    def cgroup_counters(self, layer, ttl=900.0, max_zones=10000):
+        """The per-zone counters from each zone's cgroup files
+        (meters/cgroup_counters.py)."""
+        from smartos_telemetry.meters.cgroup_counters import CgroupCounters
+
+        return CgroupCounters(layer.root, ttl=ttl, max_zones=max_zones)
 
     def cpu_reader(self, layer):
         return CgroupCpu(layer.root)
