@@ -418,3 +418,68 @@ def test_the_docstring_table_is_the_meter_table_and_the_readme_has_it():
     with open(os.path.join(REPO, "README.rst")) as f:
         assert table in f.read()
     assert set(BY_NAME) == {m.name for m in METERS}
+
+
+# -- through the pollsters and the agent's service -------------------------------------
+
+class Layer:
+    """The zone layer's part the cgroup counters use: its root."""
+
+    def __init__(self, root):
+        self.root = str(root)
+
+
+def service_for(tmp_path, state_file):
+    """A new agent process's service (a fresh conf: nothing shared)."""
+    from oslo_config import cfg
+
+    from smartos_telemetry.polling import opts, telemetry_service
+
+    conf = cfg.ConfigOpts()
+    conf([], default_config_files=[])
+    conf.register_opt(cfg.StrOpt("host", default="cn1"))
+    opts.register(conf)
+    conf.set_override("platform", "linux", group="smartos")
+    conf.set_override("state_file", str(state_file), group="smartos")
+    service = telemetry_service.TelemetryService(conf)
+    service._zones = Layer(tmp_path / "root")
+    telemetry_service._SERVICES[id(conf)] = service
+    return conf, service
+
+
+def test_the_pollsters_emit_their_family_for_their_zones_and_save_the_totals(tmp_path):
+    from smartos_telemetry.polling import telemetry_service
+    from smartos_telemetry.polling.cgroup_pollsters import CGROUP_POLLSTERS
+
+    root = tmp_path / "root"
+    vm = make_zone(root, "machine.slice/vm", kind="libvirt", name="instance-00000001",
+                   uuid=UUID)
+    vm = vm.__class__(**{**vm.as_dict(), "attributes": (("project_id", "p-1"),)})
+    box = make_zone(root, "tenants/web")
+    state = tmp_path / "state.json"
+    conf, service = service_for(tmp_path, state)
+    try:
+        cache, by_family = {}, {}
+        for name, cls in CGROUP_POLLSTERS.items():
+            pollster = cls(conf)
+            assert pollster.default_discovery == "local_zones"
+            by_family[name] = list(pollster.get_samples(None, cache, [vm, box]))
+    finally:
+        service.stop()
+        telemetry_service._SERVICES.pop(id(conf), None)
+    for name, samples in by_family.items():
+        assert samples and {BY_NAME[s.name].family for s in samples} == {name[7:]}, name
+    every = [s for samples in by_family.values() for s in samples]
+    vm_names = {s.name for s in every if s.resource_id == UUID}
+    assert vm_names and not vm_names & LIBVIRT_COVERED  # libvirt's pollsters emit those
+    assert {s.project_id for s in every if s.resource_id == UUID} == {"p-1"}
+    web = {s.name: s for s in every if s.resource_id == "cn1:cgroup:web"}
+    assert web["cpu"].volume == 2500000 * 1000 and web["cpu"].type == "cumulative"
+    assert web["cpu"].resource_metadata["zone_kind"] == "cgroup"
+    assert web["cpu"].project_id == "none"
+    saved = StateFile(str(state))
+    totals = saved.load().cgroup
+    saved.close()
+    assert totals["counters"]["cpu"][("cgroup", "web")].total == 2500000  # usage_usec
+    assert ("instance", UUID) not in totals["counters"]["cpu"]
+    assert totals["cgroups"][("cgroup", "web")][0] == box.id
