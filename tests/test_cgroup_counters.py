@@ -240,6 +240,8 @@ def test_a_bad_file_loses_its_statistics_only(tmp_path, caplog):
     write(tmp_path, bad, "cpu.stat", "usage_usec lots\n")
     write(tmp_path, bad, "io.stat", "8:0 rbytes=5 wbytes=7 rios=1 wios=1\n8:16 rbytes=x\n")
     write(tmp_path, bad, "memory.current", b"\xff\xfe".decode("latin-1"))
+    # longer than one read takes, cut at a line's end: it would parse
+    write(tmp_path, bad, "memory.events", "oom 222\n" * 9000)
 
     def reader(path):
         if path.endswith("/bad/pids.events"):
@@ -251,12 +253,13 @@ def test_a_bad_file_loses_its_statistics_only(tmp_path, caplog):
     got = volumes(reading, ("cgroup", "bad"))
     lost = {"cpu", "cpu.user", "cpu.system", "cpu.cap.throttled", "cpu.cap.throttled.time",
             "disk.read.bytes", "disk.write.bytes", "disk.read.requests",
-            "disk.write.requests", "memory.usage", "pids.limit.exceeded"}
+            "disk.write.requests", "memory.usage", "pids.limit.exceeded", "memory.oom",
+            "memory.oom.kills", "memory.cap.exceeded"}
     assert not lost & set(got)
-    assert {"memory", "memory.oom", "cpu.pressure.some", "pids"} <= set(got)
+    assert {"memory", "memory.usage.peak", "cpu.pressure.some", "pids"} <= set(got)
     assert len(volumes(reading, ("cgroup", "good"))) == len(METERS) - 1  # all but pids.limit
     assert sorted(f for _, f, _ in reading.malformed) == ["cpu.stat", "io.stat",
-                                                          "memory.current"]
+                                                          "memory.current", "memory.events"]
     assert [(z, f) for z, f, _ in reading.unreadable] == [("bad", "pids.events")]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2  # one line per poll for each kind of problem

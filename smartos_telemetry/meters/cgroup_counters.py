@@ -380,6 +380,9 @@ class CgroupCounters:
             except UnicodeDecodeError as exc:
                 malformed.append((name, f"not ASCII ({exc.reason})"))
                 continue
+            if len(text) >= _READ_MAX:  # one read: a file this long may be cut
+                malformed.append((name, f"{_READ_MAX} bytes or more, not read whole"))
+                continue
             try:
                 parsed[name] = PARSERS[name](text)
             except Malformed as exc:
