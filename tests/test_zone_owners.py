@@ -10,6 +10,8 @@ samples of a plain cgroup zone carry the project its rule names.
 import logging
 import os
 import re
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -238,3 +240,31 @@ def test_ceilometer_pollings_samples_of_a_plain_cgroup_zone_carry_its_project(tm
     assert (acme["project"], acme["user"]) == (ACME, ACME_USER)
     assert (other["project"], other["user"]) == (OPS, NO_OWNER)
     assert "1 owner rule(s) from" in agent.log_text()
+
+
+def test_the_shipped_example_file_is_valid():
+    rules = owners.load(os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "etc", "ceilometer", "smartos-owners.yaml"))
+    assert [r.describe() for r in rules.rules] == ["path /tenants/acme-*", "kind docker"]
+    assert rules.owner(zone("acme-1"))[1] == ACME and rules.default == (NO_OWNER, OPS)
+
+
+def test_check_names_the_owner_rules_or_their_error(tmp_path):
+    bin_dir = os.path.dirname(sys.executable)
+    good, bad = tmp_path / "good.conf", tmp_path / "bad.conf"
+    (tmp_path / "owners.yaml").write_text(RULES)
+    (tmp_path / "bad.yaml").write_text(f"rules:\n  - kind: dokcer\n    project_id: {ACME}\n")
+    good.write_text(f"[smartos]\nowners_file = {tmp_path / 'owners.yaml'}\n")
+    bad.write_text(f"[smartos]\nowners_file = {tmp_path / 'bad.yaml'}\n")
+    runs = {name: subprocess.run([os.path.join(bin_dir, "smartos-telemetry"), "check",
+                                  "--config-file", str(conf)],
+                                 capture_output=True, text=True, timeout=120)
+            for name, conf in (("good", good), ("bad", bad))}
+    lines = {name: [line for line in run.stdout.splitlines() if line.startswith("owners:")]
+             for name, run in runs.items()}
+    assert lines["good"] == [f"owners:       3 owner rule(s) from {tmp_path / 'owners.yaml'}; "
+                             f"default project {OPS}"]
+    (line,) = lines["bad"]
+    assert line.startswith(f"owners:       ERROR [smartos] owners_file {tmp_path / 'bad.yaml'}"
+                           f": rule 1: kind 'dokcer' is no zone kind")
+    assert runs["bad"].returncode == 1

@@ -28,6 +28,9 @@ def register(subparsers):
     p = subparsers.add_parser("check", help=HELP, description=HELP)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--scripts", metavar="DIR", help="scripts to check (default: shipped)")
+    p.add_argument("--config-file", action="append", default=None, metavar="PATH",
+                   help="ceilometer.conf whose [smartos] owners_file to check (repeatable; "
+                        "default: ceilometer's own search)")
     p.set_defaults(func=run)
     return p
 
@@ -108,6 +111,11 @@ def gather(scripts=None):
     except TelemetryError as exc:
         report["cgroup2_root"] = None
         report["cgroup2_error"] = str(exc)
+    if report["cgroup2_root"]:
+        from smartos_telemetry.meters import cgroup_counters
+        root = report["cgroup2_root"]
+        report["cgroup_controllers"] = list(cgroup_counters.controllers(root))
+        report["pressure"] = cgroup_counters.psi_state(root)
     directory = scripts or os.path.join(shipped_scripts_dir(), "linux")
     paths = sorted(glob.glob(os.path.join(directory, "*.bt")) +
                    glob.glob(os.path.join(directory, "*.d")))
@@ -119,6 +127,22 @@ def gather(scripts=None):
     report["tracepoints_listed"] = tracepoints is not None
     report["missing_probes"] = missing_probes(paths, tracepoints)
     return report
+
+
+def owners_report(config_files):
+    """``(summary, error)`` of the owner rules ``[smartos] owners_file`` names."""
+    from oslo_config import cfg
+
+    from smartos_telemetry.polling import opts
+    from smartos_telemetry.zones import owners
+
+    conf = cfg.ConfigOpts()
+    group = opts.register(conf)
+    try:
+        conf([], project="ceilometer", default_config_files=config_files)
+        return owners.load(group.owners_file).summary(), None
+    except (ConfigError, cfg.Error) as exc:
+        return None, str(exc)
 
 
 def format_text(r):
@@ -137,6 +161,15 @@ def format_text(r):
     for script, programs in sorted(lib.get("programs", {}).items()):
         lines.append(f"  {script}: {', '.join(programs)}")
     lines.append(f"cgroup2 root: {r['cgroup2_root'] or r.get('cgroup2_error')}")
+    if r["cgroup2_root"]:
+        have = set(r["cgroup_controllers"])
+        lacking = [c for c in ("cpu", "memory", "io", "pids") if c not in have]
+        lines.append("  cgroup counters: cpu time" + (
+            "; no " + ", ".join(lacking) + " controller in v2 (their counters are not "
+            "emitted; on a hybrid host they may be bound to v1)" if lacking else
+            ", cpu caps, memory, io, pids"))
+        lines.append(f"pressure:     {r['pressure']}")
+    lines.append(f"owners:       {r['owners'] or 'ERROR ' + r['owners_error']}")
     lines.append(f"scripts:      {r['scripts_dir']}")
     if not r["tracepoints_listed"]:
         lines.append("  tracepoints could not be listed (need root and bpftrace or tracefs)")
@@ -149,10 +182,13 @@ def format_text(r):
 
 
 def run(args):
+    from smartos_telemetry.cli.main import config_files
+
     report = gather(args.scripts)
+    report["owners"], report["owners_error"] = owners_report(config_files(args.config_file))
     if args.json:
         json.dump(report, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_text(report))
-    return 0 if report["engine"] else 1
+    return 0 if report["engine"] and not report["owners_error"] else 1
