@@ -39,8 +39,8 @@ struct {
 	__type(value, struct io_start_val);
 } io_start SEC(".maps");
 
-ST_ZONE_HASH(io_ns, struct st_hist);
-ST_ZONE_HASH(io_bytes, __u64);
+ST_ZONE_ARRAY(io_ns, struct st_hist);
+ST_ZONE_ARRAY(io_bytes, __u64);
 
 SEC("tp_btf/block_io_start")
 int BPF_PROG(io_begin, struct request *rq)

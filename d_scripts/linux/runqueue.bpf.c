@@ -33,7 +33,7 @@
  *     keyed by (cgroup_id,).
  * Caveats:  design 1 records a wait when the task leaves the CPU (a slice
  *           later than design 2 does); the idle task is never counted.
- *           Task storage holds 8 bytes per task seen, freed with the task.
+ *           Task storage holds 32 bytes per task seen, freed with the task.
  */
 // loglinear: @runq_ns
 
@@ -47,48 +47,76 @@ const volatile struct {
 	__u32 stamps;       /* 1: design 2 even where design 1 is possible */
 } st_config = {};
 
-ST_ZONE_HASH(runq_ns, struct st_hist);
+ST_ZONE_ARRAY(runq_ns, struct st_hist);
+
+/* Per task.  Design 1: run_delay at its last switch-out, and the zone slot
+   of the cgroup it last ran in (valid while cg and gen are the current
+   ones), which spares the st_slot lookup at nearly every switch.
+   Design 2: the stamp (run_delay unused). */
+struct runq_task_val {
+	__u64 run_delay;
+	__u64 cg;
+	__u64 gen;
+	__u32 slot;
+	__u32 pad;
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, __u64); /* design 1: run_delay at the last switch-out; 2: stamp */
+	__type(value, struct runq_task_val);
 } runq_task SEC(".maps");
 
 static __always_inline void switch_sched_info(struct task_struct *prev)
 {
 	__u64 run_delay = prev->sched_info.run_delay;
-	__u64 *seen;
+	struct runq_task_val *t;
+	__u64 wait, cg, gen;
 
 	if (prev->pid == 0)
 		return; /* the idle task */
-	seen = bpf_task_storage_get(&runq_task, prev, 0, 0);
-	if (seen) {
-		st_record(&runq_ns, bpf_get_current_cgroup_id(), run_delay - *seen);
-		*seen = run_delay;
-		return;
+	t = bpf_task_storage_get(&runq_task, prev, 0, 0);
+	if (t) {
+		wait = run_delay - t->run_delay;
+	} else {
+		t = bpf_task_storage_get(&runq_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t) {
+			st_count(ST_NO_STORAGE);
+			return;
+		}
+		t->slot = ST_NO_SLOT;
+		/* a task forked since attach began at run_delay 0: its first
+		   wait counts; another's baseline is unknown */
+		if (prev->start_time < st_config.start_ns) {
+			t->run_delay = run_delay;
+			return;
+		}
+		wait = run_delay;
 	}
-	seen = bpf_task_storage_get(&runq_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!seen) {
-		st_count(ST_NO_STORAGE);
-		return;
+	t->run_delay = run_delay;
+	/* current is prev here: the cgroup it ran in after the wait */
+	cg = bpf_get_current_cgroup_id();
+	gen = st_generation();
+	if (t->slot == ST_NO_SLOT || t->cg != cg || t->gen != gen) {
+		t->slot = st_slot_of(cg);
+		t->cg = cg;
+		t->gen = gen;
+		if (t->slot == ST_NO_SLOT)
+			return;
 	}
-	*seen = run_delay;
-	/* a task forked since attach began at run_delay 0: its first wait counts */
-	if (prev->start_time >= st_config.start_ns)
-		st_record(&runq_ns, bpf_get_current_cgroup_id(), run_delay);
+	st_record_slot(&runq_ns, t->slot, wait);
 }
 
 static __always_inline void stamp(struct task_struct *p, __u64 now)
 {
-	__u64 *t;
+	struct runq_task_val *t;
 
 	if (p->pid == 0)
 		return;
 	t = bpf_task_storage_get(&runq_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (t)
-		*t = now;
+		t->run_delay = now;
 	else
 		st_count(ST_NO_STORAGE);
 }
@@ -97,7 +125,7 @@ static __always_inline void switch_stamps(bool preempt, struct task_struct *prev
 					  struct task_struct *next, unsigned int prev_state)
 {
 	__u64 now = bpf_ktime_get_ns();
-	__u64 *t;
+	struct runq_task_val *t;
 
 	/* preempted, or runnable again before it left: it stays queued */
 	if (preempt || prev_state == 0)
@@ -105,9 +133,9 @@ static __always_inline void switch_stamps(bool preempt, struct task_struct *prev
 	if (next->pid == 0)
 		return;
 	t = bpf_task_storage_get(&runq_task, next, 0, 0);
-	if (t && *t) {
-		st_record(&runq_ns, next->cgroups->dfl_cgrp->kn->id, now - *t);
-		*t = 0;
+	if (t && t->run_delay) {
+		st_record(&runq_ns, next->cgroups->dfl_cgrp->kn->id, now - t->run_delay);
+		t->run_delay = 0;
 	}
 }
 

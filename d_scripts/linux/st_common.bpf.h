@@ -1,18 +1,30 @@
 /*
  * st_common.bpf.h -- what the libbpf engine's programs share (*.bpf.c here).
  *
- * Per-zone histograms: one BPF_MAP_TYPE_HASH per distribution, cgroup-v2 id
- * -> struct st_hist (the bucket counts), written with atomic adds.  Not a
- * per-CPU map: a per-CPU value is allocated for every possible CPU, which
- * on a 64-CPU host would make each zone's histogram 64 times larger; a
- * shared value has one size whatever the CPU count, and a zone's events
+ * Zones are slots.  st_slot (a preallocated hash, cgroup-v2 id -> u32)
+ * gives each zone a slot index the first time it has an event; every
+ * per-zone aggregation is then a BPF_F_MMAPABLE array indexed by that slot
+ * (a histogram: struct st_hist; a counter: one __u64), so user space reads
+ * every zone of a map as one memory view, with no system call, and only
+ * the slots st_touched marks as changed since its last read.  Slots come
+ * from st_free, a queue user space fills with 0..max_zones-1 before the
+ * programs attach and gives a reclaimed zone's slot back to (zeroed) only
+ * a reclaim interval after its cgroup is gone, so that no program still
+ * holding the old slot can write into a new zone's.  st_owner[slot] is the
+ * cgroup id the slot was given to.  st_gen is raised by user space each
+ * time it takes a zone's slot away: a program that keeps a slot beside
+ * its own state (runqueue.bpf.c's task storage) looks it up again then.
+ *
+ * Histograms are written with atomic adds, shared by the CPUs.  Not per-CPU:
+ * a per-CPU value is allocated for every possible CPU, which on a 64-CPU
+ * host would make each zone's histogram 64 times larger; a zone's events
  * rarely hit the same bucket on two CPUs at once.  No exact sum beside the
  * buckets: one counter every event of a zone writes would move between the
  * CPUs running the zone's threads at every event (the meters' .sum is
- * estimated from the buckets, as on the other engines).  Hash maps are
- * preallocated, so an insert in the scheduler path never allocates, and
- * the memory is what max_zones says from the start (README, "The libbpf
- * engine").
+ * estimated from the buckets, as on the other engines).  Nothing in the
+ * event path allocates: the hash is preallocated, the arrays are whole
+ * from load, so the memory is what max_zones says from the start (README,
+ * "The libbpf engine").
  *
  * Buckets: the log-linear index of smartos_telemetry/engines/bpftrace/loglinear.py
  * (16 linear sub-buckets per power of two, at most 6.25% wide) for values
@@ -57,9 +69,47 @@ struct {
 	__type(value, __u64);
 } st_stats SEC(".maps");
 
-/* the value a new zone's histogram starts from (bpf_map_update_elem copies
-   it; 4,744 bytes do not fit on the 512-byte BPF stack) */
-static const struct st_hist st_zero_hist;
+/* the engine sizes st_slot, st_free, st_owner, st_touched and every zone
+   array with bpf_map__set_max_entries (max_zones) before loading */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ST_MAX_ZONES);
+	__type(key, __u64);
+	__type(value, __u32);
+} st_slot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_QUEUE);
+	__uint(max_entries, ST_MAX_ZONES);
+	__type(value, __u32);
+} st_free SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, ST_MAX_ZONES);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_owner SEC(".maps");
+
+/* 1: the slot had an event since user space last read it (user space sets
+   0 before it reads the slot, so an event during the read marks it again) */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, ST_MAX_ZONES);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_touched SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_gen SEC(".maps");
+
+#define ST_NO_SLOT 0xffffffffU
 
 static __always_inline void st_count(__u32 slot)
 {
@@ -69,7 +119,9 @@ static __always_inline void st_count(__u32 slot)
 		*n += 1; /* per-CPU: no other writer */
 }
 
-/* The log-linear bucket of v: loglinear.py's bucket_index for v < 2^40. */
+/* The log-linear bucket of v: loglinear.py's bucket_index for v < 2^40.
+   (A binary search for the top bit: clang 14's BPF back end crashes on
+   __builtin_clzll.) */
 static __always_inline __u32 st_bucket(__u64 v)
 {
 	__u64 x = v;
@@ -89,26 +141,56 @@ static __always_inline __u32 st_bucket(__u64 v)
 	return (e - 3) * 16 + ((v >> (e - 4)) & 15);
 }
 
-/* The value of zone cg in map (a cgroup id -> value hash), made from zero
-   on first use; NULL, counted, when the map is full.  The update's result
-   is not needed: EEXIST means another CPU made it first, E2BIG that the
-   map is full, and the second lookup tells the two apart. */
-static __always_inline void *st_zone_value(void *map, __u64 cg, const void *zero)
+static __always_inline __u64 st_generation(void)
 {
-	void *v = bpf_map_lookup_elem(map, &cg);
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&st_gen, &zero);
 
-	if (v)
-		return v;
-	bpf_map_update_elem(map, &cg, zero, BPF_NOEXIST);
-	v = bpf_map_lookup_elem(map, &cg);
-	if (!v)
-		st_count(ST_ZONES_FULL);
-	return v;
+	return g ? *g : 0;
 }
 
-static __always_inline void st_record(void *map, __u64 cg, __u64 v)
+/* Zone cg's slot, given from st_free on its first event; ST_NO_SLOT,
+   counted, when every slot is taken.  The owner is written before the
+   slot is published, so user space never sees a slot without it.  If
+   another CPU published cg first, the slot popped here goes back. */
+static __always_inline __u32 st_slot_of(__u64 cg)
 {
-	struct st_hist *h = st_zone_value(map, cg, &st_zero_hist);
+	__u32 *s = bpf_map_lookup_elem(&st_slot, &cg);
+	__u32 slot;
+	__u64 *owner;
+
+	if (s)
+		return *s;
+	if (bpf_map_pop_elem(&st_free, &slot)) {
+		st_count(ST_ZONES_FULL);
+		return ST_NO_SLOT;
+	}
+	owner = bpf_map_lookup_elem(&st_owner, &slot);
+	if (owner)
+		*owner = cg;
+	if (bpf_map_update_elem(&st_slot, &cg, &slot, BPF_NOEXIST) == 0)
+		return slot;
+	bpf_map_push_elem(&st_free, &slot, 0);
+	s = bpf_map_lookup_elem(&st_slot, &cg);
+	if (s)
+		return *s;
+	st_count(ST_ZONES_FULL);
+	return ST_NO_SLOT;
+}
+
+static __always_inline void st_touch(__u32 slot)
+{
+	__u64 *t = bpf_map_lookup_elem(&st_touched, &slot);
+
+	/* read first: the line stays shared until user space clears it */
+	if (t && !*t)
+		*t = 1;
+}
+
+/* One event of value v in slot's histogram of map (a zone array). */
+static __always_inline void st_record_slot(void *map, __u32 slot, __u64 v)
+{
+	struct st_hist *h = bpf_map_lookup_elem(map, &slot);
 	__u32 i = st_bucket(v);
 
 	if (!h)
@@ -118,16 +200,34 @@ static __always_inline void st_record(void *map, __u64 cg, __u64 v)
 	if (i >= ST_HIST_BUCKETS)
 		return;
 	__sync_fetch_and_add(&h->slots[i], 1);
+	st_touch(slot);
 }
 
-/* Add n to zone cg's counter in a cgroup id -> __u64 hash. */
+/* Add n to slot's counter in map (a zone array of __u64). */
+static __always_inline void st_add_slot(void *map, __u32 slot, __u64 n)
+{
+	__u64 *c = bpf_map_lookup_elem(map, &slot);
+
+	if (!c)
+		return;
+	__sync_fetch_and_add(c, n);
+	st_touch(slot);
+}
+
+static __always_inline void st_record(void *map, __u64 cg, __u64 v)
+{
+	__u32 slot = st_slot_of(cg);
+
+	if (slot != ST_NO_SLOT)
+		st_record_slot(map, slot, v);
+}
+
 static __always_inline void st_add(void *map, __u64 cg, __u64 n)
 {
-	static const __u64 zero;
-	__u64 *c = st_zone_value(map, cg, &zero);
+	__u32 slot = st_slot_of(cg);
 
-	if (c)
-		__sync_fetch_and_add(c, n);
+	if (slot != ST_NO_SLOT)
+		st_add_slot(map, slot, n);
 }
 
 /* The cgroup-v2 id of a socket: the cgroup of the task that created it.
@@ -138,11 +238,13 @@ static __always_inline __u64 st_sock_cgroup(const struct sock *sk)
 	return sk->sk_cgrp_data.cgroup->kn->id;
 }
 
-#define ST_ZONE_HASH(name, value_type)                \
+/* A per-zone aggregation: value_type per slot, mapped by user space. */
+#define ST_ZONE_ARRAY(name, value_type)               \
 	struct {                                      \
-		__uint(type, BPF_MAP_TYPE_HASH);      \
+		__uint(type, BPF_MAP_TYPE_ARRAY);     \
+		__uint(map_flags, BPF_F_MMAPABLE);    \
 		__uint(max_entries, ST_MAX_ZONES);    \
-		__type(key, __u64);                   \
+		__type(key, __u32);                   \
 		__type(value, value_type);            \
 	} name SEC(".maps")
 

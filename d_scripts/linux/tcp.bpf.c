@@ -39,10 +39,10 @@ struct {
 	__type(value, __u64); /* when it entered SYN_SENT */
 } syn_start SEC(".maps");
 
-ST_ZONE_HASH(connect_ns, struct st_hist);
-ST_ZONE_HASH(srtt_ns, struct st_hist);
-ST_ZONE_HASH(connect_failed, __u64);
-ST_ZONE_HASH(retransmits, __u64);
+ST_ZONE_ARRAY(connect_ns, struct st_hist);
+ST_ZONE_ARRAY(srtt_ns, struct st_hist);
+ST_ZONE_ARRAY(connect_failed, __u64);
+ST_ZONE_ARRAY(retransmits, __u64);
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(tcp_state, const struct sock *sk, const int oldstate, const int newstate)

@@ -8,15 +8,15 @@ child process, no output stream: a snapshot reads the maps.
 
 The source given to the engine names the object (by file name) and must be
 the source it was built from (sha256 in ``objects/NAME.bpf.json``); its
-``Contract:`` header names the maps to read -- each aggregation is a map of
-the same name, keyed by cgroup-v2 id: ``llquantize`` ones hold histograms
+``Contract:`` header names the maps to read -- each aggregation is an
+mmap-able array of the same name indexed by zone slot (``maps.ZoneSlots``;
+a zone is a cgroup-v2 id): ``llquantize`` ones hold histograms
 (``maps.HIST_SLOTS`` log-linear slots), ``count`` and ``sum`` ones a u64.
 
-Values are cumulative since start.  Entries of zones whose cgroup is gone
-are taken out of the kernel maps every ``reclaim_interval`` seconds (with
-``bpf_map_lookup_and_delete_elem``, so their last events come along) and
-kept here: every later snapshot still holds them, so a zone's totals --
-and those of the zone a child cgroup rolls up into -- never drop.
+Values are cumulative since start.  Zones whose cgroup is gone give their
+slots back every ``reclaim_interval`` seconds; their last values are kept
+here, so every later snapshot still holds them and a zone's totals -- and
+those of the zone a child cgroup rolls up into -- never drop.
 
 Health: ``drops["zones_full"]`` (events of a zone past ``max_zones``),
 ``drops["pending_full"]`` (I/Os or connects that could not be timed: the
@@ -45,7 +45,12 @@ from smartos_telemetry import scripts
 from smartos_telemetry.engines.base import Engine
 from smartos_telemetry.engines.libbpf import binding as binding_mod
 from smartos_telemetry.engines.libbpf.cgroup_ids import CgroupIds
-from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS, ZoneMap, histogram, percpu_sums
+from smartos_telemetry.engines.libbpf.maps import (
+    HIST_SLOTS,
+    SLOT_MAPS,
+    ZoneSlots,
+    percpu_sums,
+)
 from smartos_telemetry.errors import (
     ConfigError,
     EngineError,
@@ -124,7 +129,7 @@ class LibbpfEngine(Engine):
         self._b = None
         self._obj = None
         self._links = []
-        self._zone_maps = {}      # aggregation name -> ZoneMap
+        self._zones = None        # ZoneSlots: the zones and their aggregations
         self._stats_map = None
         self._retired = {}        # aggregation name -> {cgroup id: list of u64}
         self._cgroups = None
@@ -227,8 +232,8 @@ class LibbpfEngine(Engine):
                                             f"{os.strerror(-rc)}", fix="run as root")
                 raise ScriptCompileError(self.name, f"loading failed ({os.strerror(-rc)}): "
                                          + _tail(log), self.script_name)
-            self._attach()
             self._open_maps()
+            self._attach()
         except BaseException:
             self.stop()
             raise
@@ -240,11 +245,12 @@ class LibbpfEngine(Engine):
     def _configure(self):
         ffi, lib = self._b.ffi, self._b.lib
         obj = self._obj
-        for name in self.contract:
+        for name in (*self.contract, *SLOT_MAPS):
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
             if m == ffi.NULL:
                 raise ScriptCompileError(self.name, f"the object has no map {name} (declared "
-                                         "by the Contract)", self.script_name)
+                                         "by the Contract or st_common.bpf.h)",
+                                         self.script_name)
             lib.bpf_map__set_max_entries(m, self.opts["max_zones"])
         for name in PENDING_MAPS:
             m = lib.bpf_object__find_map_by_name(obj, name.encode())
@@ -296,16 +302,20 @@ class LibbpfEngine(Engine):
             prog = lib.bpf_object__next_program(self._obj, prog)
 
     def _open_maps(self):
+        """Map the zone arrays and fill st_free, before any program runs."""
         ffi, lib = self._b.ffi, self._b.lib
+        try:
+            self._zones = ZoneSlots(self._b, self._obj, list(self.contract))
+        except EngineError as exc:
+            raise ScriptCompileError(self.name, exc.engine_message, self.script_name) from None
         for name, c in self.contract.items():
-            zone_map = ZoneMap(self._b, name, lib.bpf_object__find_map_by_name(
-                self._obj, name.encode()))
+            width = self._zones.maps[name].width
             want = HIST_SLOTS if c.action == "llquantize" else 1
-            if zone_map.slots != want:
-                raise ScriptCompileError(self.name, f"map {name} holds {zone_map.slots} u64, "
+            if width != want:
+                raise ScriptCompileError(self.name, f"map {name} holds {width} u64, "
                                          f"its contract ({c.action}) needs {want}",
                                          self.script_name)
-            self._zone_maps[name] = zone_map
+        self._zones.fill_free()
         self._stats_map = lib.bpf_object__find_map_by_name(self._obj, b"st_stats")
         if self._stats_map == ffi.NULL:
             raise ScriptCompileError(self.name, "the object has no st_stats map",
@@ -323,9 +333,10 @@ class LibbpfEngine(Engine):
             for link in self._links:
                 lib.bpf_link__destroy(link)
             self._links = []
+            if self._zones is not None:
+                self._zones.close()
             if self._obj is not None:
                 lib.bpf_object__close(self._obj)
-            self._zone_maps = {}
             if self._cgroups is not None:
                 self._cgroups.close()
 
@@ -343,8 +354,7 @@ class LibbpfEngine(Engine):
             was_enabled = gc.isenabled()
             gc.disable()
             try:
-                rows = {name: zone_map.counters() if zone_map.slots == 1 else
-                        zone_map.histograms() for name, zone_map in self._zone_maps.items()}
+                rows = self._zones.read()
             finally:
                 if was_enabled:
                     gc.enable()
@@ -360,59 +370,60 @@ class LibbpfEngine(Engine):
         return Snapshot(self.name, aggregations, health=health)
 
     def _reclaim(self):
-        """Take the entries of dead cgroups out of the kernel maps, keeping their values."""
+        """Give the slots of dead cgroups back, keeping their values."""
         self._last_reclaim = time.monotonic()
+        for cg, late in self._zones.return_held():
+            self._keep(cg, late)
         if self._cgroups is None:
             try:
                 self._cgroups = CgroupIds()
             except (TelemetryError, OSError) as exc:
-                # no cgroup-v2 mount to ask: keep every entry (max_zones still holds)
+                # no cgroup-v2 mount to ask: keep every zone (max_zones still holds)
                 LOG.warning("libbpf engine: dead cgroups are not reclaimed: %s", exc)
                 self.opts["reclaim_interval"] = float("inf")
                 return
-        dead = {}
-        for zone_map in self._zone_maps.values():
-            for key in zone_map.keys():
-                if key not in dead:
-                    dead[key] = not self._cgroups.alive(key)
-        for key in (k for k, is_dead in dead.items() if is_dead):
-            for name, zone_map in self._zone_maps.items():
-                slots = zone_map.take(key)
-                if slots is None:
-                    continue
-                self.reclaimed += 1
-                last = slots[0] if zone_map.slots == 1 else histogram(
-                    [i for i, n in enumerate(slots) if n], [n for n in slots if n])
-                keep = self._retired.setdefault(name, {})
-                row = (key,)
-                keep[row] = last if row not in keep else _plus(keep[row], last)
-                LOG.debug("libbpf engine: %s: cgroup %s is gone, its %s entry reclaimed",
-                          self.script_name, key, name)
+        self._zones.read()  # zones that appeared since the last snapshot
+        for slot, cg in list(self._zones.zones.items()):
+            if self._cgroups.alive(cg):
+                continue
+            last = self._zones.release(slot)
+            self.reclaimed += 1
+            self._keep(cg, last)
+            LOG.debug("libbpf engine: %s: cgroup %s is gone, its slot reclaimed",
+                      self.script_name, cg)
+
+    def _keep(self, cg, values):
+        row = (cg,)
+        for name, value in values.items():
+            keep = self._retired.setdefault(name, {})
+            keep[row] = value if row not in keep else _plus(keep[row], value)
 
     def forget(self, first_keys):
         """Drop every row of the cgroups ``first_keys`` (zones that are gone,
-        their last values delivered by the caller): from the kernel maps and
-        from the values kept of cgroups reclaimed before.  Without it the
+        their last values delivered by the caller): their kernel slots and
+        the values kept of cgroups reclaimed before.  Without it the
         values kept by :meth:`_reclaim` would grow with every cgroup ever
-        seen.  The number of entries dropped."""
+        seen.  The number of rows dropped."""
         ids = {k for k in first_keys if isinstance(k, int)}
         dropped = 0
         with self._lock:
             if not self.is_alive():
                 return None
-            for name, zone_map in self._zone_maps.items():
-                retired = self._retired.get(name, {})
-                for key in ids:
-                    if zone_map.take(key) is not None:
-                        dropped += 1
-                    if retired.pop((key,), None) is not None:
+            self._zones.read()
+            for cg in ids:
+                slot = self._zones.slot_of(cg)
+                if slot is not None:
+                    dropped += len(self._zones.release(slot, keep_late=False))
+                self._zones.forget_late(cg)
+                for retired in self._retired.values():
+                    if retired.pop((cg,), None) is not None:
                         dropped += 1
         return dropped
 
     def kernel_keys(self, name):
-        """The cgroup ids the kernel map of aggregation ``name`` holds now."""
+        """The cgroup ids with a value in the kernel map of aggregation ``name`` now."""
         with self._lock:
-            return set(self._zone_maps[name].keys())
+            return self._zones.kernel_keys(name)
 
     def health(self):
         with self._lock:

@@ -1,16 +1,30 @@
-"""Reading the programs' maps: zone histograms, zone counters, health slots.
+"""Reading the programs' maps: zone slots, their histograms and counters, health slots.
 
-Zone maps are ``BPF_MAP_TYPE_HASH`` keyed by the cgroup-v2 id (u64), read
-whole with ``bpf_map_lookup_batch`` into buffers made once per map.  A
-histogram value is ``HIST_SLOTS`` u64 counts (``d_scripts/linux/st_common.bpf.h``):
-slots 0..591 are the log-linear buckets of
-:mod:`smartos_telemetry.engines.bpftrace.loglinear`, slot 592 everything
-from 2^40 ns up.  Slots only grow (the programs add, nothing subtracts), so
-a row whose total is what it was at the last read is unchanged, and its
-Histogram from then is handed out again instead of being rebuilt.
+Each object gives its zones slots (``d_scripts/linux/st_common.bpf.h``):
+``st_slot`` (hash, cgroup-v2 id -> slot) and ``st_free`` (the queue of free
+slots) in the kernel, and every aggregation an mmap-able array indexed by
+slot.  :class:`ZoneSlots` maps those arrays (``st_owner``, ``st_touched`` and
+the aggregations) into this process as numpy views: a read needs no system
+call, and decodes only the slots ``st_touched`` marks, keeping every other
+zone's value from the read before.
+
+A histogram value is ``HIST_SLOTS`` u64 counts: slots 0..591 are the
+log-linear buckets of :mod:`smartos_telemetry.engines.bpftrace.loglinear`,
+slot 592 everything from 2^40 ns up.  Counts only grow (the programs add,
+nothing subtracts) while a zone holds its slot.
+
+A zone whose cgroup is gone gives its slot back in two steps
+(:meth:`ZoneSlots.release`): at once out of ``st_slot`` (so its next event,
+if any, takes a new slot) with its values handed to the caller; and a
+``HOLD`` later, zeroed, into ``st_free`` -- with whatever late events a
+program still holding the slot added in between -- so no program writes a
+gone zone's event into the next zone of that slot.
 """
 
-import errno
+import mmap
+import time
+
+import numpy as np
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.errors import EngineError
@@ -19,11 +33,17 @@ from smartos_telemetry.snapshot import INT64_MAX, Histogram
 HIST_SLOTS = 593
 OVERFLOW_SLOT = 592
 OVERFLOW_LOW = 1 << 40
+#: seconds a released slot stays out of use: well past the end of any
+#: program run that looked it up before its release (they run under RCU)
+HOLD = 1.0
 
 #: every slot's bounds, the same int objects as loglinear's (so layout
 #: comparisons between polls are identity checks)
 LOWS = tuple(loglinear.bucket_bounds(i)[0] for i in range(OVERFLOW_SLOT)) + (OVERFLOW_LOW,)
 HIGHS = tuple(loglinear.bucket_bounds(i)[1] for i in range(OVERFLOW_SLOT)) + (INT64_MAX,)
+
+#: maps every object has (st_common.bpf.h), sized by max_zones
+SLOT_MAPS = ("st_slot", "st_free", "st_owner", "st_touched")
 
 
 def histogram(indexes, counts):
@@ -32,103 +52,252 @@ def histogram(indexes, counts):
                          tuple(map(HIGHS.__getitem__, indexes)), tuple(counts))
 
 
-class ZoneMap:
-    """One cgroup id -> value hash of a loaded object."""
+def row_value(row):
+    """The typed value of one zone's row of u64 (a counter: an int), None if empty."""
+    if len(row) == 1:
+        return int(row[0]) or None
+    indexes = np.flatnonzero(row)
+    if not indexes.size:
+        return None
+    return histogram(indexes.tolist(), row[indexes].tolist())
 
-    def __init__(self, binding, name, bpf_map):
+
+class _Mapped:
+    """One mmap-able BPF array as a (max_entries, u64 per value) numpy view."""
+
+    def __init__(self, binding, obj, name):
+        ffi, lib = binding.ffi, binding.lib
+        m = lib.bpf_object__find_map_by_name(obj, name.encode())
+        if m == ffi.NULL:
+            raise EngineError("libbpf", f"the object has no map {name}")
+        self.name = name
+        self.fd = lib.bpf_map__fd(m)
+        self.entries = lib.bpf_map__max_entries(m)
+        value_size = lib.bpf_map__value_size(m)
+        if value_size % 8 or lib.bpf_map__key_size(m) != 4:
+            raise EngineError("libbpf", f"map {name}: not an array of u64 values")
+        self.width = value_size // 8
+        length = -(-self.entries * value_size // mmap.PAGESIZE) * mmap.PAGESIZE
+        try:
+            self._mmap = mmap.mmap(self.fd, length, mmap.MAP_SHARED,
+                                   mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            raise EngineError("libbpf", f"map {name} cannot be mapped (BPF_F_MMAPABLE): "
+                                        f"{exc}") from None
+        self.view = np.frombuffer(self._mmap, dtype=np.uint64,
+                                  count=self.entries * self.width).reshape(
+                                      self.entries, self.width)
+
+    def close(self):
+        self.view = None
+        try:
+            self._mmap.close()
+        except BufferError:  # a view still exported: the mapping goes with it
+            pass
+
+
+class ZoneSlots:
+    """The zones of one loaded object and its aggregations' values, by slot."""
+
+    def __init__(self, binding, obj, names):
         self.b = binding
         ffi, lib = binding.ffi, binding.lib
-        self.name = name
-        self.fd = lib.bpf_map__fd(bpf_map)
-        self.capacity = lib.bpf_map__max_entries(bpf_map)
-        self.value_size = lib.bpf_map__value_size(bpf_map)
-        if lib.bpf_map__key_size(bpf_map) != 8:
-            raise EngineError("libbpf", f"map {name}: key is not a u64 cgroup id")
-        self.slots = self.value_size // 8
-        self._keys = ffi.new("uint64_t[]", self.capacity)
-        self._values = ffi.new("uint64_t[]", self.capacity * self.slots)
-        self._count = ffi.new("uint32_t *")
-        self._batch = ffi.new("uint64_t[2]")  # in and out tokens (a hash map's is a u32)
-        self._cache = {}  # cgroup id -> (total count, row key, Histogram, bucket indexes)
-        if self.slots > 1:  # st_compact's outputs, made once (zeroing them costs)
-            self._nonzero = ffi.new("uint32_t[]", self.capacity)
-            self._totals = ffi.new("uint64_t[]", self.capacity)
-            self._after = ffi.new("uint64_t[]", self.capacity)
-            self._index = ffi.new("uint32_t[]", self.capacity * HIST_SLOTS)
-            self._counts = ffi.new("uint64_t[]", self.capacity * HIST_SLOTS)
+        self._fds = {}
+        for name in ("st_slot", "st_free", "st_gen"):
+            m = lib.bpf_object__find_map_by_name(obj, name.encode())
+            if m == ffi.NULL:
+                raise EngineError("libbpf", f"the object has no map {name}")
+            self._fds[name] = lib.bpf_map__fd(m)
+        self._owner = _Mapped(binding, obj, "st_owner")
+        self._touched = _Mapped(binding, obj, "st_touched")
+        self.capacity = self._owner.entries
+        self.maps = {name: _Mapped(binding, obj, name) for name in names}
+        for mapped in (self._touched, *self.maps.values()):
+            if mapped.entries != self.capacity:
+                raise EngineError("libbpf", f"map {mapped.name} has {mapped.entries} slots, "
+                                            f"st_owner {self.capacity}")
+        self.zones = {}      # slot -> cgroup id, of the slots the programs gave out
+        self._values = {name: {} for name in names}  # name -> {slot: int or Histogram}
+        self._layout = {name: {} for name in names}  # name -> {slot: bucket indexes}
+        self._held = []      # (release time, slot, cgroup id, {name: row}, keep late events)
+        self._gen = 0
+        self._k64 = ffi.new("uint64_t *")
+        self._k32 = ffi.new("uint32_t *")
+        self._v32 = ffi.new("uint32_t *")
+        self._v64 = ffi.new("uint64_t *")
+
+    def fill_free(self):
+        """Every slot into st_free (before the programs attach)."""
+        for slot in range(self.capacity):
+            self._push_free(slot)
+
+    def _push_free(self, slot):
+        self._v32[0] = slot
+        rc = self.b.lib.bpf_map_update_elem(self._fds["st_free"], self.b.ffi.NULL, self._v32, 0)
+        if rc < 0:
+            raise EngineError("libbpf", f"st_free: cannot give slot {slot} back ({-rc})")
+
+    def close(self):
+        for mapped in (self._owner, self._touched, *self.maps.values()):
+            mapped.close()
+        self.maps = {}
+
+    # -- reading ---------------------------------------------------------------------
 
     def read(self):
-        """Entries now in the map: their count (keys and values in the buffers)."""
+        """``{name: {(cgroup id,): value}}`` of every zone with events; only
+        the slots touched since the last read are decoded."""
+        touched_view = self._touched.view[:, 0]
+        touched = np.flatnonzero(touched_view)
+        if touched.size:
+            # cleared before the values are read: an event after this marks
+            # the slot again, so the next read sees it
+            touched_view[touched] = 0
+            held = {h[1] for h in self._held}
+            slots = [s for s in touched.tolist() if s not in held]
+            owner = self._owner.view[:, 0]
+            for s in slots:
+                if s not in self.zones:
+                    self.zones[s] = int(owner[s])
+            if slots:
+                self._decode(np.asarray(slots, dtype=np.intp))
+        zones = self.zones
+        return {name: {(zones[s],): v for s, v in values.items()}
+                for name, values in self._values.items()}
+
+    def _decode(self, slots):
+        for name, mapped in self.maps.items():
+            values = self._values[name]
+            rows = mapped.view[slots]  # a copy: what the programs wrote by now
+            slot_list = slots.tolist()
+            if mapped.width == 1:
+                for s, n in zip(slot_list, rows[:, 0].tolist(), strict=True):
+                    if n:
+                        values[s] = n
+                continue
+            layouts = self._layout[name]
+            at, cols = np.nonzero(rows)
+            counts = rows[at, cols].tolist()
+            cols = cols.tolist()
+            bounds = np.searchsorted(at, np.arange(len(slot_list) + 1)).tolist()
+            for j, s in enumerate(slot_list):
+                a, z = bounds[j], bounds[j + 1]
+                if a == z:
+                    continue
+                indexes = cols[a:z]
+                old = values.get(s)
+                if old is not None and layouts[s] == indexes:
+                    # the usual poll: more events in the buckets it had; the
+                    # bounds tuples serve again (layout comparisons downstream
+                    # stay identity checks)
+                    values[s] = Histogram._of(old.lows, old.highs, tuple(counts[a:z]))
+                else:
+                    values[s] = histogram(indexes, counts[a:z])
+                    layouts[s] = indexes
+
+    def kernel_keys(self, name):
+        """Cgroup ids st_slot holds now whose ``name`` value is not zero."""
+        view = self.maps[name].view
+        return {cg for cg, slot in self._kernel_slots().items() if view[slot].any()}
+
+    def _kernel_slots(self):
         ffi, lib = self.b.ffi, self.b.lib
-        total, token_in = 0, ffi.NULL
-        while total < self.capacity:
-            self._count[0] = self.capacity - total
-            rc = lib.bpf_map_lookup_batch(
-                self.fd, token_in, self._batch + 1, self._keys + total,
-                self._values + total * self.slots, self._count, ffi.NULL)
-            total += self._count[0]
-            if rc < 0:
-                if -rc == errno.ENOENT:  # the last batch
-                    break
-                raise EngineError("libbpf", f"reading map {self.name}: "
-                                            f"{errno.errorcode.get(-rc, rc)}")
-            self._batch[0] = self._batch[1]
-            token_in = self._batch
-        return total
-
-    def keys(self):
-        """The cgroup ids now in the map."""
-        return self.b.ffi.unpack(self._keys, self.read())
-
-    def counters(self):
-        """``{(cgroup id,): u64}`` of a counter map."""
-        n = self.read()
-        return dict(zip([(k,) for k in self.b.ffi.unpack(self._keys, n)],
-                        self.b.ffi.unpack(self._values, n), strict=True))
-
-    def histograms(self):
-        """``{(cgroup id,): Histogram}`` of a histogram map."""
-        ffi, lib = self.b.ffi, self.b.lib
-        n = self.read()
-        if not n:
-            self._cache.clear()
-            return {}
-        index, count = self._index, self._counts
-        lib.st_compact(self._values, n, self.slots, HIST_SLOTS, self._nonzero, self._totals,
-                       self._after, index, count)
-        out, cache, new_cache, at = {}, self._cache, {}, 0
-        for key, width, total in zip(ffi.unpack(self._keys, n), ffi.unpack(self._nonzero, n),
-                                     ffi.unpack(self._totals, n), strict=True):
-            cached = cache.get(key)
-            if cached is None:
-                indexes = ffi.unpack(index + at, width)
-                cached = (total, (key,), histogram(indexes, ffi.unpack(count + at, width)),
-                          indexes)
-            elif cached[0] != total:
-                indexes = ffi.unpack(index + at, width)
-                counts = tuple(ffi.unpack(count + at, width))
-                old = cached[2]
-                # the usual poll: more events in buckets the zone had already;
-                # the old bounds tuples then serve again (and layout
-                # comparisons downstream stay identity checks)
-                hist = Histogram._of(old.lows, old.highs, counts) if indexes == cached[3] \
-                    else histogram(indexes, counts)
-                cached = (total, cached[1], hist, indexes)
-            at += width
-            new_cache[key] = cached
-            out[cached[1]] = cached[2]
-        self._cache = new_cache
+        fd, out = self._fds["st_slot"], {}
+        key, nxt = self._k64, ffi.new("uint64_t *")
+        prev = ffi.NULL
+        while lib.bpf_map_get_next_key(fd, prev, nxt) == 0:
+            key[0] = nxt[0]
+            if lib.bpf_map_lookup_elem(fd, key, self._v32) == 0:
+                out[int(key[0])] = int(self._v32[0])
+            prev = key
         return out
 
-    def take(self, key):
-        """Remove zone ``key``; its last value (a list of u64), or None if absent."""
+    # -- giving slots back -------------------------------------------------------------
+
+    def slot_of(self, cg):
+        for s, owner in self.zones.items():
+            if owner == cg:
+                return s
+        return None
+
+    def release(self, slot, keep_late=True):
+        """Take ``slot``'s zone out of st_slot; its last values ``{name: value}``
+        (empty ones left out).  The slot goes back to st_free ``HOLD``
+        seconds later (:meth:`return_held`); events written into it until
+        then are handed out by that call if ``keep_late``."""
+        cg = self.zones.pop(slot)
+        self._k64[0] = cg
+        self.b.lib.bpf_map_delete_elem(self._fds["st_slot"], self._k64)
+        self._raise_generation()
+        rows = {name: mapped.view[slot].copy() for name, mapped in self.maps.items()}
+        last = {}
+        for name, row in rows.items():
+            self._values[name].pop(slot, None)
+            self._layout[name].pop(slot, None)
+            value = row_value(row)
+            if value is not None:
+                last[name] = value
+        self._held.append((time.monotonic() + HOLD, slot, cg, rows, keep_late))
+        return last
+
+    def forget_late(self, cg):
+        """Late events of a released ``cg`` are not wanted (forgotten zone)."""
+        self._held = [h if h[2] != cg else h[:4] + (False,) for h in self._held]
+
+    def return_held(self, now=None):
+        """Zero and free the slots released ``HOLD`` ago; ``[(cgroup id,
+        {name: value})]`` of the late events found in them."""
+        now = time.monotonic() if now is None else now
+        late, keep = [], []
+        for held in self._held:
+            at, slot, cg, rows, keep_late = held
+            if at > now:
+                keep.append(held)
+                continue
+            extra = {}
+            for name, mapped in self.maps.items():
+                row = mapped.view[slot]
+                if keep_late:
+                    value = row_value(row - rows[name])
+                    if value is not None:
+                        extra[name] = value
+                row[:] = 0
+            self._owner.view[slot, 0] = 0
+            self._touched.view[slot, 0] = 0
+            self._push_free(slot)
+            if extra:
+                late.append((cg, extra))
+        self._held = keep
+        return late
+
+    def _raise_generation(self):
+        self._gen += 1
+        self._k32[0] = 0
+        self._v64[0] = self._gen
+        self.b.lib.bpf_map_update_elem(self._fds["st_gen"], self._k32, self._v64, 0)
+
+    # -- for tests and benchmarks -------------------------------------------------------
+
+    def inject(self, cg, rows):
+        """What a program's events do, from user space: zone ``cg`` gets a slot
+        (if it has none) and ``rows`` (``{name: sequence of u64}``) as its
+        values.  For tests and benchmarks that need many zones."""
         ffi, lib = self.b.ffi, self.b.lib
-        k = ffi.new("uint64_t *", key)
-        v = ffi.new("uint64_t[]", self.slots)
-        if lib.bpf_map_lookup_and_delete_elem(self.fd, k, v) < 0:
-            return None
-        self._cache.pop(key, None)
-        return ffi.unpack(v, self.slots)
+        self._k64[0] = cg
+        if lib.bpf_map_lookup_elem(self._fds["st_slot"], self._k64, self._v32) == 0:
+            slot = int(self._v32[0])
+        else:
+            if lib.bpf_map_lookup_and_delete_elem(self._fds["st_free"], ffi.NULL,
+                                                  self._v32) < 0:
+                raise EngineError("libbpf", "no free slot")
+            slot = int(self._v32[0])
+            self._owner.view[slot, 0] = cg
+            if lib.bpf_map_update_elem(self._fds["st_slot"], self._k64, self._v32, 1) < 0:
+                raise EngineError("libbpf", f"cannot publish zone {cg}")
+        for name, row in rows.items():
+            self.maps[name].view[slot] = row
+        self._touched.view[slot, 0] = 1
+        return slot
 
 
 def percpu_sums(binding, bpf_map):
