@@ -9,6 +9,7 @@ writes against ``disk.write.bytes`` (needs the io controller in v2).
 """
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -257,3 +258,23 @@ def test_the_agent_polls_the_cgroup_families(tmp_path):
     assert "Traceback" not in log
     assert "pressure stall information is off" not in log  # this kernel has PSI
     assert subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True).returncode
+
+
+def test_check_says_which_counters_and_whether_pressure_can_be_read():
+    out = subprocess.run([os.path.join(os.path.dirname(sys.executable), "smartos-telemetry"),
+                          "check", "--json"], capture_output=True, text=True).stdout
+    report = json.loads(out)
+    root = report["cgroup2_root"]
+    with open(os.path.join(root, "cgroup.controllers")) as f:
+        assert report["cgroup_controllers"] == f.read().split()
+    with open(os.path.join(root, "cpu.pressure")) as f:  # this kernel runs with psi=1
+        assert "total=" in f.read()
+    assert report["pressure"] == "enabled"
+    text = subprocess.run([os.path.join(os.path.dirname(sys.executable), "smartos-telemetry"),
+                           "check"], capture_output=True, text=True).stdout
+    assert "pressure:     enabled" in text
+    (line,) = [t for t in text.splitlines() if "cgroup counters:" in t]
+    for controller in ("cpu", "memory", "io", "pids"):
+        lacking = controller not in report["cgroup_controllers"]
+        assert (f" {controller}," in line or f" {controller} controller" in line) == lacking, \
+            (controller, line)
