@@ -248,8 +248,10 @@ def test_a_bad_file_loses_its_statistics_only(tmp_path, caplog):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
         return cgroup_counters.read_file(path)
 
+    counters = CgroupCounters(str(tmp_path), reader=reader)
     with caplog.at_level(logging.WARNING):
-        reading = CgroupCounters(str(tmp_path), reader=reader).poll([good, bad])
+        reading = counters.poll([good, bad])
+        again = counters.poll([good, bad])  # still bad: not said again
     got = volumes(reading, ("cgroup", "bad"))
     lost = {"cpu", "cpu.user", "cpu.system", "cpu.cap.throttled", "cpu.cap.throttled.time",
             "disk.read.bytes", "disk.write.bytes", "disk.read.requests",
@@ -261,9 +263,19 @@ def test_a_bad_file_loses_its_statistics_only(tmp_path, caplog):
     assert sorted(f for _, f, _ in reading.malformed) == ["cpu.stat", "io.stat",
                                                           "memory.current", "memory.events"]
     assert [(z, f) for z, f, _ in reading.unreadable] == [("bad", "pids.events")]
+    assert again.malformed == reading.malformed
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 2  # one line per poll for each kind of problem
+    assert len(warnings) == 2  # one line for each kind of problem, once
     assert "'bad'" in warnings[0]
+    write(tmp_path, bad, "cpu.stat", "usage_usec lots\n")
+    write(tmp_path, bad, "io.stat", "")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        counters.poll([good, bad])  # fewer bad files: nothing new to say
+        write(tmp_path, bad, "io.stat", "8:0 rbytes=x\n")  # bad again: said again
+        counters.poll([good, bad])
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "io.stat" in said[0]
 
 
 def test_a_zone_whose_cgroup_is_gone_has_no_samples(tmp_path):

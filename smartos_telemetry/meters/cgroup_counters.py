@@ -322,6 +322,7 @@ class CgroupCounters:
         self._base = {}  # (meter, key) -> what the cgroup's value lost (io.stat devices)
         self._idents = {}  # key -> (cgroup id, last seen)
         self._told = set()  # files whose absence was logged
+        self._bad = set()  # (zone, file) unreadable or malformed at the last poll
         self._lock = threading.Lock()  # one poll at a time: the totals are shared
 
     # -- kept between agent runs ---------------------------------------------------
@@ -467,14 +468,21 @@ class CgroupCounters:
         return value
 
     def _log(self, reading):
-        for zone, name, why in reading.malformed[:1]:
-            LOG.warning("smartos-telemetry: cgroup counters: %d files not understood this poll "
-                        "(their statistics are skipped), e.g. zone %r %s: %s",
-                        len(reading.malformed), zone, name, why)
-        for zone, name, why in reading.unreadable[:1]:
-            LOG.warning("smartos-telemetry: cgroup counters: %d files unreadable this poll "
-                        "(their statistics are skipped), e.g. zone %r %s: %s",
-                        len(reading.unreadable), zone, name, why)
+        """One warning per kind of problem when files newly go bad (a file
+        that stays bad is not logged again every poll); one INFO line per
+        missing file name for the agent's life."""
+        bad = set()
+        for problems, what in ((reading.malformed, "not understood"),
+                               (reading.unreadable, "unreadable")):
+            now = {(zone, name) for zone, name, _ in problems}
+            new = [p for p in problems if (p[0], p[1]) not in self._bad]
+            bad |= now
+            if new:
+                zone, name, why = new[0]
+                LOG.warning("smartos-telemetry: cgroup counters: %d files %s (their "
+                            "statistics are skipped while they are), e.g. zone %r %s: %s",
+                            len(new), what, zone, name, why)
+        self._bad = bad
         for name, zones in sorted(reading.absent.items()):
             if name in self._told:
                 continue
