@@ -144,6 +144,7 @@ def test_nova_metadata_in_libvirt_xml_gives_project_user_flavor_and_name(tmp_pat
     record = libvirt_record("instance-0000002b", (str(tmp_path),))
     assert record.uuid == UUID.lower() and record.name == "instance-0000002b"
     assert dict(record.attributes) == {"display_name": "web-1", "flavor_name": "m1.small",
+                                       "flavor_id": "m1.small",  # no id: the name
                                        "project_id": "p-5678", "user_id": "u-1234"}
     assert libvirt_record("no-such-domain", (str(tmp_path),)) is None
     (tmp_path / "broken.xml").write_text("<domain><uuid>")

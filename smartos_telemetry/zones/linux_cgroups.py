@@ -267,8 +267,8 @@ class DomainRecord:
     (``<domstatus>``, written while the domain runs) and None in a bare
     definition.  ``attributes``: the Nova metadata libvirt keeps in the
     domain (``<metadata><nova:instance>``), where present: ``project_id``,
-    ``user_id``, ``display_name`` (the server's name) and ``flavor_name``,
-    as sorted (key, value) pairs.
+    ``user_id``, ``display_name`` (the server's name), ``flavor_name`` and
+    ``flavor_id``, as sorted (key, value) pairs.
     """
 
     name: str
@@ -320,7 +320,13 @@ def _record(root):
         elif tag == "user" and el.get("uuid"):
             attrs["user_id"] = el.get("uuid")
         elif tag == "flavor" and el.get("name"):
+            # Nova writes the flavor's id beside its name from 2025.2 on; where
+            # it is missing ceilometer's libvirt discovery asks Nova's API and,
+            # without an answer, reports the name as the id (ceilometer/compute/
+            # discovery.py, InstanceDiscovery._get_flavor_id) -- the agent asks
+            # no API, so the name, as ceilometer without one
             attrs["flavor_name"] = el.get("name")
+            attrs["flavor_id"] = el.get("id") or el.get("name")
         elif tag == "name" and el is not own_name and (el.text or "").strip():
             attrs["display_name"] = el.text.strip()
     return DomainRecord(

@@ -7,9 +7,9 @@ Two sources, two speeds:
 
 * **vmadm** (``vmadm lookup -j -o FIELDS``): what each VM *is* -- uuid,
   zonename, alias, brand (joyent, joyent-minimal, builder, lx, kvm, bhyve),
-  state, owner_uuid, cpu_cap, max_physical_memory, zfs_io_priority, nics.  vmadm is a node.js
-  program that reads every zone's configuration: slow (hundreds of ms to
-  seconds), so :class:`VmadmInventory` caches its answer for
+  state, owner_uuid, billing_id, cpu_cap, max_physical_memory, zfs_io_priority,
+  nics.  vmadm is a node.js program that reads every zone's configuration:
+  slow (hundreds of ms to seconds), so :class:`VmadmInventory` caches its answer for
   ``refresh_interval`` and re-runs it early (at most once per
   ``min_refresh_interval``) when a running zone is not in the cache.
 * **zoneadm** (``zoneadm list -p``, one line
@@ -55,8 +55,11 @@ GLOBAL_ZONE = "global"
 #: vmadm's brands (smartos-live src/vm/man/vmadm.8.md "brand"; proptable.js
 #: BRAND_OPTIONS); an entry of another brand is still a VM
 BRANDS = frozenset({"joyent", "joyent-minimal", "builder", "lx", "kvm", "bhyve"})
-VMADM_FIELDS = ("uuid", "zonename", "alias", "brand", "state", "owner_uuid", "cpu_cap",
-                "max_physical_memory", "zfs_io_priority", "nics")
+VMADM_FIELDS = ("uuid", "zonename", "alias", "brand", "state", "owner_uuid", "billing_id",
+                "cpu_cap", "max_physical_memory", "zfs_io_priority", "nics")
+#: vmadm's billing_id when none was set (vmadm.8.md, billing_id: "default:
+#: 00000000-0000-0000-0000-000000000000"): no billing category
+NO_BILLING_ID = "00000000-0000-0000-0000-000000000000"
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}\Z")
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +92,9 @@ class VM:
     alias: str = None
     state: str = None
     owner_uuid: str = None
+    #: the billing category (vmadm.8.md: "which billing category this VM
+    #: should fall into"; a UUID): what the VM is sold as, its flavor
+    billing_id: str = None
     cpu_cap: int = None             # percent of one CPU; None: uncapped
     max_physical_memory: int = None  # MiB
     zfs_io_priority: int = None
@@ -107,6 +113,7 @@ class VM:
             "cpu_cap": self.cpu_cap,
             "max_physical_memory": self.max_physical_memory,
             "zfs_io_priority": self.zfs_io_priority,
+            **({"flavor_id": self.billing_id} if self.billing_id else {}),
         }
 
     def zone(self):
@@ -134,6 +141,12 @@ def _int(value):
 
 def _str(value):
     return value if isinstance(value, str) and value else None
+
+
+def _billing_id(value):
+    """``billing_id``, or None where it is unset (absent, or vmadm's default)."""
+    value = _str(value)
+    return None if value is None or value == NO_BILLING_ID else value
 
 
 def _ips(nic):
@@ -182,6 +195,7 @@ def parse_vmadm(text):
         vms[zonename] = VM(
             uuid=uuid, zonename=zonename, brand=entry["brand"], alias=_str(entry.get("alias")),
             state=_str(entry.get("state")), owner_uuid=_str(entry.get("owner_uuid")),
+            billing_id=_billing_id(entry.get("billing_id")),
             cpu_cap=_int(entry.get("cpu_cap")) or None,
             max_physical_memory=_int(entry.get("max_physical_memory")),
             zfs_io_priority=_int(entry.get("zfs_io_priority")), nics=_nics(entry.get("nics")))
@@ -437,8 +451,8 @@ class SmartOSZones:
     def metadata(self, zone):
         """Ceilometer resource metadata of ``zone`` (a Zone, zonename or UUID):
         display_name (alias), project_id (owner_uuid), instance_id, zonename,
-        brand, state, cpu_cap, max_physical_memory (MiB), zfs_io_priority;
-        {} if unknown."""
+        brand, state, cpu_cap, max_physical_memory (MiB), zfs_io_priority, and
+        flavor_id (billing_id) where set; {} if unknown."""
         uuid = zone.instance_uuid if isinstance(zone, Zone) else zone
         for vm in self.vms().values():
             if uuid in (vm.uuid, vm.zonename):
