@@ -31,6 +31,7 @@ from keystoneauth1 import session as ks_session
 from linux_workloads import pid_alive, python_in, scratch_cgroups, start_in, stop
 
 from smartos_telemetry.meters import catalogue
+from smartos_telemetry.meters.cgroup_counters import BY_NAME as CGROUP_METERS
 
 pytestmark = pytest.mark.root
 
@@ -101,6 +102,15 @@ def linux_samples():
             for name, kind, _ in m.samples()}
 
 
+def cgroup_samples(path):
+    """``{name: type}`` of the cgroup counters any v2 host gives the zone in
+    ``path``: CPU time (cpu.stat is a core file), and pressure where PSI is on."""
+    names = ["cpu", "cpu.user", "cpu.system"]
+    if os.path.exists(os.path.join(path, "cpu.pressure")):
+        names += [m.name for m in CGROUP_METERS.values() if m.family == "pressure"]
+    return {name: CGROUP_METERS[name].type for name in names}
+
+
 def gnocchi(endpoint):
     plugin = gnocchi_auth.GnocchiBasicPlugin(user="admin", endpoint=endpoint)
     return gnocchi_client.Client("1", session=ks_session.Session(auth=plugin))
@@ -151,7 +161,10 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
                                     text=True, timeout=240)
                 pids = read_pids(stack_dir)
                 assert up.returncode == 0, up.stderr[-3000:]
-                zone, host = wait_for_every_meter(gnocchi(endpoint), stack_dir)
+                counters = cgroup_samples(cg["tenant-a"])
+                zone, host = wait_for_every_meter(gnocchi(endpoint), stack_dir, counters)
+                policy = gnocchi(endpoint).metric.get(zone[0]["metrics"]["cpu"])[
+                    "archive_policy"]["name"]
                 instance = send_instance_sample(gnocchi(endpoint), stack_dir)
             finally:
                 work.terminate()  # removes its scratch file
@@ -160,7 +173,8 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
                 down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True,
                                       text=True, timeout=180)
                 pids = pids or read_pids(stack_dir)
-        check_zone(zone, t_start, t_end)
+        check_zone(zone, t_start, t_end, counters)
+        assert policy == "smartos-telemetry-counter-v2"  # cpu is cumulative
         check_host(host, t_start, t_end)
         check_instance(instance)
     finally:
@@ -187,9 +201,10 @@ def read_pids(stack_dir):
         return {}
 
 
-def wait_for_every_meter(g, stack_dir, timeout=120):
-    """The zone's and the host's resources with every meter measured (values read)."""
-    wanted = linux_samples()
+def wait_for_every_meter(g, stack_dir, counters, timeout=120):
+    """The zone's and the host's resources with every meter measured (values
+    read); ``counters``: the zone's cgroup counters to wait for too."""
+    wanted = {**linux_samples(), **counters}
     health = [m.name for m in catalogue.CATALOGUE if m.kind == "health"]
     deadline = time.monotonic() + timeout
     zone_id = f"{HOST}:cgroup:tenant-a"
@@ -257,14 +272,14 @@ def timestamps_within(values, t_start, t_end):
         assert low <= when.timestamp() <= t_end, (when, t_start, t_end)
 
 
-def check_zone(zone, t_start, t_end):
+def check_zone(zone, t_start, t_end, counters):
     resource, values = zone
     assert resource["type"] == "smartos_zone"
     assert resource["host"] == HOST
     assert resource["zone_kind"] == "cgroup"
     assert resource["display_name"] == "tenant-a"
     # every Linux meter, and nothing that Linux has no source for
-    assert set(values) == set(linux_samples())
+    assert set(values) == set(linux_samples()) | set(counters)
     assert not {"disk.throttle.delay", "disk.throttle.count"} & set(resource["metrics"])
     for series in values.values():
         timestamps_within(series, t_start, t_end)
@@ -284,8 +299,10 @@ def check_zone(zone, t_start, t_end):
     # SYN was resent, so a poll in between has seen the retransmit only
     assert last["network.tcp.connect.failures"] >= 1
     assert last["network.tcp.retransmits"] >= 1  # the dropped SYNs were resent
+    # the cgroup counters: 3 hogs for the whole run, most of it polled
+    assert last["cpu"] >= 1e9 and last["cpu.user"] > 0
     # cumulative: never backwards
-    for name, kind in linux_samples().items():
+    for name, kind in {**linux_samples(), **counters}.items():
         if kind == "cumulative":
             series = [v for _, _, v in values[name]]
             assert series == sorted(series), name
