@@ -58,6 +58,9 @@ the functions named are the kernel's):
 * ``max`` in ``cpu.max``, ``memory.max`` and ``pids.max`` means no limit:
   no sample, as for an uncapped SmartOS zone.  ``memory.peak`` came with
   Linux 5.19; ``memory.swap.current`` needs swap accounting.
+* ``memory.current`` (``memory.usage``) is everything charged to the
+  cgroup -- anonymous memory, page cache, kernel memory -- not an RSS; the
+  cache is reclaimed before ``memory.max`` is hit.
 * ``memory.events`` (not ``.local``) counts the zone's sub-cgroups too;
   ``max`` is how often usage was about to exceed ``memory.max`` (the
   reclaim that follows), ``oom`` how often the limit could not be held,
