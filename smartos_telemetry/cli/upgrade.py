@@ -13,6 +13,12 @@ publisher does.  Runs what ceilometer-upgrade does for Gnocchi first (the
 instance and host types our meters use), then creates our archive policies
 and the smartos_zone type.  Safe to run again.
 
+On an existing deployment: a policy of ours with other timespans or back
+window is updated in place (its metrics follow); one whose aggregation
+methods or granularities differ is reported and left (Gnocchi cannot change
+those); metrics still on a policy an earlier release shipped (superseded)
+are counted, with how to move them.
+
 examples:
   smartos-telemetry upgrade --config-file /etc/ceilometer/ceilometer.conf
   smartos-telemetry upgrade --config-file ceilometer.conf --retry 30
