@@ -268,7 +268,7 @@ def fill(engine, zones, rng, seed_keys, same_buckets=False):
     for n, cg in enumerate(seed_keys[:zones]):
         rows = {}
         for name, mapped in engine._zones.maps.items():
-            row = [0] * mapped.width
+            row = [0] * (1 if mapped.width == 1 else HIST_SLOTS)
             if mapped.width == 1:
                 row[0] = rng.randrange(1, 10**6)
             else:
@@ -288,7 +288,7 @@ def snapshot_read(zones, rounds):
         e.start()
     try:
         maps = [m for e in engines for m in e._zones.maps.values()]
-        hists = sum(1 for m in maps if m.width == HIST_SLOTS)
+        hists = sum(1 for m in maps if m.width > 1)
         counters = sum(1 for m in maps if m.width == 1)
         changed, more, unchanged = [], [], []
         for _ in range(rounds):

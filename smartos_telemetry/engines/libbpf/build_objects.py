@@ -31,7 +31,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 SOURCE_DIR = os.path.join(REPO, "d_scripts", "linux")
 OBJECT_DIR = os.path.join(HERE, "objects")
 VMLINUX_BTF = "/sys/kernel/btf/vmlinux"
-CFLAGS = ("-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall", "-Werror")
+# -mcpu=v3: atomic fetch-and-add and atomic or (kernel >= 5.12)
+CFLAGS = ("-O2", "-g", "-target", "bpf", "-mcpu=v3", "-D__TARGET_ARCH_x86", "-Wall",
+          "-Werror")
 
 
 def cache_dir():

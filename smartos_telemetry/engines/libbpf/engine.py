@@ -46,7 +46,7 @@ from smartos_telemetry.engines.base import Engine
 from smartos_telemetry.engines.libbpf import binding as binding_mod
 from smartos_telemetry.engines.libbpf.cgroup_ids import CgroupIds
 from smartos_telemetry.engines.libbpf.maps import (
-    HIST_SLOTS,
+    HIST_WORDS,
     SLOT_MAPS,
     ZoneSlots,
     percpu_sums,
@@ -310,7 +310,7 @@ class LibbpfEngine(Engine):
             raise ScriptCompileError(self.name, exc.engine_message, self.script_name) from None
         for name, c in self.contract.items():
             width = self._zones.maps[name].width
-            want = HIST_SLOTS if c.action == "llquantize" else 1
+            want = HIST_WORDS if c.action == "llquantize" else 1
             if width != want:
                 raise ScriptCompileError(self.name, f"map {name} holds {width} u64, "
                                          f"its contract ({c.action}) needs {want}",

@@ -8,10 +8,13 @@ the aggregations) into this process as numpy views: a read needs no system
 call, and decodes only the slots ``st_touched`` marks, keeping every other
 zone's value from the read before.
 
-A histogram value is ``HIST_SLOTS`` u64 counts: slots 0..591 are the
+A histogram value is ``HIST_WORDS`` u64: a bitmap of its non-zero buckets
+(``NZ_WORDS`` words), then ``HIST_SLOTS`` counts: slots 0..591 are the
 log-linear buckets of :mod:`smartos_telemetry.engines.bpftrace.loglinear`,
-slot 592 everything from 2^40 ns up.  Counts only grow (the programs add,
-nothing subtracts) while a zone holds its slot.
+slot 592 everything from 2^40 ns up.  Counts and bits only grow (the
+programs add, nothing subtracts) while a zone holds its slot, so a zone
+whose bitmap is the last read's has the same buckets, and only those
+counts are read.
 
 A zone whose cgroup is gone gives its slot back in two steps
 (:meth:`ZoneSlots.release`): at once out of ``st_slot`` (so its next event,
@@ -31,6 +34,8 @@ from smartos_telemetry.errors import EngineError
 from smartos_telemetry.snapshot import INT64_MAX, Histogram
 
 HIST_SLOTS = 593
+NZ_WORDS = 10
+HIST_WORDS = NZ_WORDS + HIST_SLOTS
 OVERFLOW_SLOT = 592
 OVERFLOW_LOW = 1 << 40
 #: seconds a released slot stays out of use: well past the end of any
@@ -56,10 +61,21 @@ def row_value(row):
     """The typed value of one zone's row of u64 (a counter: an int), None if empty."""
     if len(row) == 1:
         return int(row[0]) or None
-    indexes = np.flatnonzero(row)
+    counts = row[NZ_WORDS:]
+    indexes = np.flatnonzero(counts)
     if not indexes.size:
         return None
-    return histogram(indexes.tolist(), row[indexes].tolist())
+    return histogram(indexes.tolist(), counts[indexes].tolist())
+
+
+def bucket_row(counts):
+    """A histogram value (bitmap, then counts) from ``HIST_SLOTS`` counts."""
+    row = np.zeros(HIST_WORDS, dtype=np.uint64)
+    row[NZ_WORDS:] = counts
+    bits = np.zeros(NZ_WORDS * 64, dtype=bool)
+    bits[:HIST_SLOTS] = row[NZ_WORDS:] != 0
+    row[:NZ_WORDS] = np.packbits(bits, bitorder="little").view(np.uint64)
+    return row
 
 
 class _Mapped:
@@ -118,7 +134,9 @@ class ZoneSlots:
                                             f"st_owner {self.capacity}")
         self.zones = {}      # slot -> cgroup id, of the slots the programs gave out
         self._values = {name: {} for name in names}  # name -> {slot: int or Histogram}
-        self._layout = {name: {} for name in names}  # name -> {slot: bucket indexes}
+        # name -> the bitmaps of every slot at the last read
+        self._bits = {name: np.zeros((self.capacity, NZ_WORDS), dtype=np.uint64)
+                      for name, mapped in self.maps.items() if mapped.width > 1}
         self._held = []      # (release time, slot, cgroup id, {name: row}, keep late events)
         self._gen = 0
         self._k64 = ffi.new("uint64_t *")
@@ -166,34 +184,39 @@ class ZoneSlots:
                 for name, values in self._values.items()}
 
     def _decode(self, slots):
+        slot_list = slots.tolist()
         for name, mapped in self.maps.items():
             values = self._values[name]
-            rows = mapped.view[slots]  # a copy: what the programs wrote by now
-            slot_list = slots.tolist()
             if mapped.width == 1:
-                for s, n in zip(slot_list, rows[:, 0].tolist(), strict=True):
+                for s, n in zip(slot_list, mapped.view[slots, 0].tolist(), strict=True):
                     if n:
                         values[s] = n
                 continue
-            layouts = self._layout[name]
-            at, cols = np.nonzero(rows)
-            counts = rows[at, cols].tolist()
-            cols = cols.tolist()
-            bounds = np.searchsorted(at, np.arange(len(slot_list) + 1)).tolist()
-            for j, s in enumerate(slot_list):
-                a, z = bounds[j], bounds[j + 1]
-                if a == z:
-                    continue
-                indexes = cols[a:z]
-                old = values.get(s)
-                if old is not None and layouts[s] == indexes:
-                    # the usual poll: more events in the buckets it had; the
-                    # bounds tuples serve again (layout comparisons downstream
-                    # stay identity checks)
-                    values[s] = Histogram._of(old.lows, old.highs, tuple(counts[a:z]))
-                else:
-                    values[s] = histogram(indexes, counts[a:z])
-                    layouts[s] = indexes
+            self._decode_histograms(name, mapped, slots, slot_list, values)
+
+    def _decode_histograms(self, name, mapped, slots, slot_list, values):
+        last_bits = self._bits[name]
+        bits = mapped.view[slots, :NZ_WORDS]  # a copy
+        moved = (bits != last_bits[slots]).any(axis=1)
+        last_bits[slots] = bits
+        # each zone's buckets from its bitmap, then their counts in one gather
+        flags = np.unpackbits(bits.view(np.uint8), bitorder="little").view(bool)
+        at, cols = np.divmod(np.flatnonzero(flags), NZ_WORDS * 64)
+        counts = mapped.view[slots[at], cols + NZ_WORDS].tolist()
+        bounds = np.searchsorted(at, np.arange(len(slot_list) + 1)).tolist()
+        cols = cols.tolist()
+        for j, (s, new) in enumerate(zip(slot_list, moved.tolist(), strict=True)):
+            a, z = bounds[j], bounds[j + 1]
+            if a == z:
+                continue
+            old = values.get(s) if not new else None
+            if old is not None:
+                # the usual poll: more events in the buckets it had; the
+                # bounds tuples serve again (layout comparisons downstream
+                # stay identity checks)
+                values[s] = Histogram._of(old.lows, old.highs, tuple(counts[a:z]))
+            else:
+                values[s] = histogram(cols[a:z], counts[a:z])
 
     def kernel_keys(self, name):
         """Cgroup ids st_slot holds now whose ``name`` value is not zero."""
@@ -233,7 +256,8 @@ class ZoneSlots:
         last = {}
         for name, row in rows.items():
             self._values[name].pop(slot, None)
-            self._layout[name].pop(slot, None)
+            if name in self._bits:
+                self._bits[name][slot] = 0
             value = row_value(row)
             if value is not None:
                 last[name] = value
@@ -281,7 +305,8 @@ class ZoneSlots:
     def inject(self, cg, rows):
         """What a program's events do, from user space: zone ``cg`` gets a slot
         (if it has none) and ``rows`` (``{name: sequence of u64}``) as its
-        values.  For tests and benchmarks that need many zones."""
+        values (a histogram's as its ``HIST_SLOTS`` counts).  For tests and
+        benchmarks that need many zones."""
         ffi, lib = self.b.ffi, self.b.lib
         self._k64[0] = cg
         if lib.bpf_map_lookup_elem(self._fds["st_slot"], self._k64, self._v32) == 0:
@@ -295,7 +320,8 @@ class ZoneSlots:
             if lib.bpf_map_update_elem(self._fds["st_slot"], self._k64, self._v32, 1) < 0:
                 raise EngineError("libbpf", f"cannot publish zone {cg}")
         for name, row in rows.items():
-            self.maps[name].view[slot] = row
+            mapped = self.maps[name]
+            mapped.view[slot] = bucket_row(row) if mapped.width == HIST_WORDS else row
         self._touched.view[slot, 0] = 1
         return slot
 
