@@ -498,3 +498,25 @@ def test_the_pollsters_emit_their_family_for_their_zones_and_save_the_totals(tmp
     assert totals["counters"]["cpu"][("cgroup", "web")].total == 2500000  # usage_usec
     assert ("instance", UUID) not in totals["counters"]["cpu"]
     assert totals["cgroups"][("cgroup", "web")][0] == box.id
+
+
+def test_off_linux_the_pollsters_have_no_discovery_and_say_so_once(tmp_path, caplog):
+    from smartos_telemetry.platform.smartos import SmartOS
+    from smartos_telemetry.polling import cgroup_pollsters, telemetry_service
+    from smartos_telemetry.polling.cgroup_pollsters import CGROUP_POLLSTERS
+
+    conf, service = service_for(tmp_path, tmp_path / "state.json")
+    service.platform = SmartOS()
+    cgroup_pollsters._ELSEWHERE_LOGGED = False
+    try:
+        with caplog.at_level(logging.INFO):
+            found = [cls(conf).default_discovery for cls in CGROUP_POLLSTERS.values()]
+            samples = list(CGROUP_POLLSTERS["cgroup.cpu"](conf).get_samples(
+                None, {}, [make_zone(tmp_path / "root", "tenants/web")]))
+    finally:
+        service.stop()
+        telemetry_service._SERVICES.pop(id(conf), None)
+    assert found == [None] * len(CGROUP_POLLSTERS) and samples == []
+    said = [r.getMessage() for r in caplog.records if "cgroup counter pollsters" in
+            r.getMessage()]
+    assert len(said) == 1 and "Linux only" in said[0]
