@@ -319,3 +319,34 @@ def test_forget_drops_a_gone_zone_from_the_kernel_and_from_the_kept_values():
             assert after["runq_ns"].rows[(stays,)].count >= kept["runq_ns"].rows[(stays,)].count
             assert engine.forget({gone}) == 0
             stop(procs[1])
+
+
+def test_a_reclaimed_slot_is_held_then_zeroed_and_late_events_stay_with_its_zone():
+    """A gone zone's slot is not handed out again at once: events a program
+    still adds to it (it looked the slot up before the release) are the gone
+    zone's, and the slot is zeroed before any new zone can take it."""
+    from smartos_telemetry.engines.libbpf import maps
+    from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS, NZ_WORDS
+
+    fake = 10**12 + 21  # no cgroup has this id: reclaim finds it dead
+    with engine_for("tcp.bpf.c", reclaim_interval=0) as engine:
+        zones = engine._zones
+        counts = [0] * HIST_SLOTS
+        counts[100] = 5
+        slot = zones.inject(fake, {"srtt_ns": counts, "retransmits": [3]})
+        snap = engine.snapshot()  # reclaims: the slot is released and held
+        assert fake not in engine.kernel_keys("srtt_ns")
+        assert snap["srtt_ns"].rows[(fake,)].counts == (5,)
+        assert snap["retransmits"].rows[(fake,)] == 3
+        view = zones.maps["srtt_ns"].view
+        # a program that held the slot adds two more events, one in a new bucket
+        view[slot, NZ_WORDS + 100] += 1
+        view[slot, NZ_WORDS + 200] += 1
+        assert zones.maps["srtt_ns"].view[slot].any()  # held: not zeroed yet
+        time.sleep(maps.HOLD + 0.1)
+        later = engine.snapshot()  # gives the held slot back
+        assert later["srtt_ns"].rows[(fake,)].count == 7
+        assert later["retransmits"].rows[(fake,)] == 3
+        assert not view[slot].any() and not zones.maps["retransmits"].view[slot].any()
+        assert zones._owner.view[slot, 0] == 0
+        assert slot not in zones.zones
