@@ -350,3 +350,26 @@ def test_a_reclaimed_slot_is_held_then_zeroed_and_late_events_stay_with_its_zone
         assert not view[slot].any() and not zones.maps["retransmits"].view[slot].any()
         assert zones._owner.view[slot, 0] == 0
         assert slot not in zones.zones
+
+
+def test_a_live_zone_forgotten_starts_again_in_a_new_slot():
+    """The run-queue program keeps each task's zone slot in task storage; a
+    slot taken away (here: forget() of a zone still running) is looked up
+    again at the task's next switch, so the zone's new events start in a new
+    slot instead of going into the old one."""
+    with scratch_cgroups("a") as cg, \
+            engine_for("runqueue.bpf.c", reclaim_interval=1e9) as engine:
+        a = cgroup_id(cg["a"])
+        proc = python_in(cg["a"], SLEEPER)
+        try:
+            time.sleep(1)
+            before = engine.snapshot()["runq_ns"].rows[(a,)]
+            old_slot = engine._zones.slot_of(a)
+            assert engine.forget({a}) >= 1
+            time.sleep(0.5)
+            after = engine.snapshot()["runq_ns"].rows[(a,)]
+            assert a in engine.kernel_keys("runq_ns")
+            assert engine._zones.slot_of(a) not in (None, old_slot)
+            assert 0 < after.count < before.count
+        finally:
+            stop(proc)
