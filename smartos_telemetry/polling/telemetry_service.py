@@ -259,8 +259,10 @@ class TelemetryService:
 
     def cgroup_reading_for_cycle(self, cache, zones):
         """Linux: this cycle's cgroup counters of ``zones`` (discovery's), read
-        once per cycle; needs no tracing engine."""
-        key = CACHE_KEY + ".cgroup"
+        once per cycle for the families that share them (ceilometer may hand
+        a pollster fewer resources: those are read for it); needs no tracing
+        engine."""
+        key = (CACHE_KEY + ".cgroup", frozenset(zone.id for zone in zones))
         if key not in cache:
             with self._lock:
                 if self._cgroups is None:
