@@ -14,7 +14,9 @@ Two trees of 1,000 zones, each polled ROUNDS times after one warm-up poll
   own work of producing the files.
 
 Reported per poll: wall and CPU time (median and max), opens per zone, and
-the samples made.  Every cgroup and directory made is removed.  Writes
+the samples made; and what the cgroup totals add to each save of the state
+file (the agent saves after every poll; a temporary file on /var/tmp's
+disk, as state_file_cost.py does).  Every cgroup and directory made is removed.  Writes
 bench/results/cgroup_counters_cost.txt.
 
 Run (as root):  $(tools/bootstrap --venv)/bin/python bench/cgroup_counters_cost.py
@@ -32,6 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from smartos_telemetry.meters import cgroup_counters
 from smartos_telemetry.meters.cgroup_counters import FILES, CgroupCounters
+from smartos_telemetry.meters.saved_totals import SavedTotals, StateFile
 from smartos_telemetry.zones import Zone
 from smartos_telemetry.zones.linux_cgroups import unified_root
 
@@ -65,7 +68,28 @@ def measure(root, zones):
         reading = counters.poll(zones)
         cpus.append(time.process_time() - c0)
         walls.append(time.perf_counter() - w0)
-    return walls, cpus, calls[0] / ROUNDS / len(zones), len(reading.samples)
+    return counters, (walls, cpus, calls[0] / ROUNDS / len(zones), len(reading.samples))
+
+
+def save_cost(counters):
+    """A save of the state file holding only ``counters``' totals."""
+    directory = tempfile.mkdtemp(prefix="st-bench-state-", dir="/var/tmp")
+    path = os.path.join(directory, "state.json")
+    state = StateFile(path)
+    walls, cpus = [], []
+    try:
+        for _ in range(ROUNDS):
+            w0, c0 = time.perf_counter(), time.process_time()
+            assert state.save(SavedTotals(cgroup=counters.export()))
+            cpus.append(time.process_time() - c0)
+            walls.append(time.perf_counter() - w0)
+        size = os.path.getsize(path)
+    finally:
+        state.close()
+        shutil.rmtree(directory)
+    return (f"save   {ZONES} zones' cgroup totals: cpu median "
+            f"{statistics.median(cpus) * 1000:5.1f} ms, wall median "
+            f"{statistics.median(walls) * 1000:5.1f} ms, {size / 1024:.0f} KiB")
 
 
 def real_tree():
@@ -107,14 +131,16 @@ def main():
     out = []
     top, root, zones = real_tree()
     try:
-        out.append(line("real", *measure(root, zones)))
+        out.append(line("real", *measure(root, zones)[1]))
     finally:
         for zone in zones:
             os.rmdir(root + zone.path)
         os.rmdir(top)
     top, root, zones = full_tree()
     try:
-        out.append(line("full", *measure(root, zones)))
+        counters, figures = measure(root, zones)
+        out.append(line("full", *figures))
+        out.append(save_cost(counters))
     finally:
         shutil.rmtree(top)
     here = " ".join(cgroup_counters.controllers(unified_root())) or "-"
