@@ -18,6 +18,14 @@ sched_switch program per context switch, all of an engine's programs
 summed; disk I/O <= 3x per I/O (its two programs against the two empty ones
 on the same hooks); TCP <= 3x per event, hook by hook.
 
+Alone (``--before COMMIT``): each libbpf program of this tree, and the
+same program of an earlier commit (its sources compiled now, loaded
+without the engine), attached alone beside the empty programs -- no other
+tracer on the hook evicting their data from the caches -- in alternating
+rounds of one run; the ratio is taken per round, and the range over the
+rounds is reported.  This is the cost a node pays with the agent's engine
+only.
+
 Snapshot read: the three engines' maps filled from user space with 1,000
 zones, every histogram holding 40 non-zero buckets; one snapshot of all
 three engines timed (CPU time of this process: on a shared machine wall
@@ -35,10 +43,12 @@ Figures go to bench/results/libbpf_probe_cost.txt (and stdout).
 import argparse
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -261,6 +271,106 @@ def measure_family(family, seconds, with_dtrace, workload=None):
     return lines
 
 
+class LoadedObject:
+    """A BPF object of an earlier commit, loaded and attached as it is (no engine)."""
+
+    def __init__(self, path, programs):
+        self.b = binding_mod.load_binding()
+        ffi, lib = self.b.ffi, self.b.lib
+        self.obj = lib.bpf_object__open_file(path.encode(), ffi.NULL)
+        prog = lib.bpf_object__next_program(self.obj, ffi.NULL)
+        while prog != ffi.NULL:
+            name = ffi.string(lib.bpf_program__name(prog)).decode()
+            lib.bpf_program__set_autoload(prog, name in programs)
+            prog = lib.bpf_object__next_program(self.obj, prog)
+        if lib.bpf_object__load(self.obj):
+            raise RuntimeError(f"{path}: " + self.b.take_log())
+        self.links, self.fds = [], []
+        prog = lib.bpf_object__next_program(self.obj, ffi.NULL)
+        while prog != ffi.NULL:
+            if lib.bpf_program__autoload(prog):
+                self.links.append(lib.bpf_program__attach(prog))
+                self.fds.append(lib.bpf_program__fd(prog))
+            prog = lib.bpf_object__next_program(self.obj, prog)
+
+    def stats(self):
+        return fd_stats(self.fds)
+
+    def close(self):
+        for link in self.links:
+            self.b.lib.bpf_link__destroy(link)
+        self.b.lib.bpf_object__close(self.obj)
+
+
+def build_before(commit, workdir):
+    """``{family: object path}`` of the libbpf programs at ``commit``."""
+    header = build_objects.vmlinux_header(build_objects.cache_dir())
+    out = {}
+    for name in ("st_common.bpf.h", *(f"{f}.bpf.c" for f in FAMILIES)):
+        text = subprocess.run(["git", "-C", REPO, "show", f"{commit}:d_scripts/linux/{name}"],
+                              check=True, capture_output=True).stdout
+        with open(os.path.join(workdir, name), "wb") as f:
+            f.write(text)
+    for family in ("runqueue", "diskio"):
+        out[family] = os.path.join(workdir, f"{family}.o")
+        subprocess.run(["clang", *build_objects.CFLAGS, "-I", os.path.dirname(header),
+                        "-I", workdir, "-c", os.path.join(workdir, f"{family}.bpf.c"),
+                        "-o", out[family]], check=True)
+    return out
+
+
+ALONE = (("runqueue", "cpu hogs", WORKLOADS["runqueue"], ("runq_switch",)),
+         ("runqueue", "pipe ping-pong", ping_pong, ("runq_switch",)),
+         ("diskio", "direct-I/O writes", WORKLOADS["diskio"], ("io_begin", "io_done")))
+
+
+def alone_ratio(family, emp, costs):
+    """All of ``costs``' run time per switch (run queue) or I/O, over the empty programs'."""
+    if family == "runqueue":
+        per, base = emp["empty_switch"][1], emp["empty_switch"][0]
+    else:
+        per = emp["empty_rq_done"][1]
+        base = (emp["empty_io_start"][0] * emp["empty_io_start"][1]
+                + emp["empty_rq_done"][0] * emp["empty_rq_done"][1]) / per
+    return sum(ns * n for ns, n in costs.values()) / per / base
+
+
+def measure_alone(commit, rounds, seconds):
+    workdir = f"/tmp/libbpf-before-{os.getpid()}"
+    os.makedirs(workdir)
+    try:
+        before = build_before(commit, workdir)
+        ratios = {}
+        for _ in range(rounds):
+            for family, label, workload, programs in ALONE:
+                for which in ("this tree", f"before ({commit})"):
+                    with EmptyPrograms() as empty:
+                        if which == "this tree":
+                            held = engine(family)
+                            held.start()
+                            held.stats, held.close = partial(libbpf_stats, held), held.stop
+                        else:
+                            held = LoadedObject(before[family], programs)
+                        try:
+                            b = (held.stats(), empty.stats())
+                            workload(seconds)
+                            a = (held.stats(), empty.stats())
+                        finally:
+                            held.close()
+                    mine, emp = (per_event(x, y) for x, y in zip(b, a, strict=True))
+                    ratios.setdefault((family, label, which), []).append(
+                        alone_ratio(family, emp, mine))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    lines = [f"alone beside the empty programs ({rounds} alternating rounds; x the empty "
+             "tp_btf per context switch / per I/O):"]
+    for (family, label, which), xs in ratios.items():
+        xs = sorted(xs)
+        lines.append(f"  {family:9s} {label:18s} {which:22s} median {statistics.median(xs):.2f}x"
+                     f"  (range {xs[0]:.2f}-{xs[-1]:.2f}x: {', '.join(f'{x:.2f}' for x in xs)})")
+    return lines
+
+
 def fill(engine, zones, rng, seed_keys, same_buckets=False):
     """Give ``zones`` zones values in every map of an engine from user space,
     as its programs would (histograms: 40 buckets each: new ones, or more
@@ -348,6 +458,10 @@ def main():
     parser.add_argument("--zones", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=20, help="snapshots timed")
     parser.add_argument("--no-dtrace", action="store_true", help="leave Oracle DTrace out")
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also measure this commit's libbpf programs alone beside this "
+                             "tree's")
+    parser.add_argument("--alone-rounds", type=int, default=5)
     args = parser.parse_args()
     lines = [f"libbpf engine probe cost, {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{LibbpfEngine.version()}, {BpftraceEngine.version()}, "
@@ -360,6 +474,9 @@ def main():
             lines.append("")
         lines += measure_family("runqueue", args.seconds, not args.no_dtrace, ping_pong)
         lines.append("")
+        if args.before:
+            lines += measure_alone(args.before, args.alone_rounds, args.seconds)
+            lines.append("")
     lines += snapshot_read(args.zones, args.rounds)
     lines.append("")
     lines += start_times(args.starts)

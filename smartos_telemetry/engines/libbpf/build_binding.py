@@ -3,15 +3,15 @@
 API mode, as for libdtrace: the C compiler checks every declaration below
 against the real headers, so a libbpf whose signatures differ fails the
 build instead of corrupting memory at run time.  Besides libbpf's own
-functions the module carries three small C helpers:
+functions the module carries two small C helpers:
 
 * a libbpf print callback that keeps warnings in a buffer (a verifier log
   can be tens of kilobytes; Python reads it after a failed load) -- a
   ``va_list`` cannot cross into Python;
 * ``st_btf_has_member``: whether a struct in the kernel's BTF has a member,
-  the user-space side of the programs' ``bpf_core_field_exists`` guards;
-* ``st_compact``: a batch of histogram rows reduced to their non-zero
-  slots, so Python touches only the buckets that hold events.
+  the user-space side of the programs' ``bpf_core_field_exists`` guards.
+
+The zone maps themselves are read through mmap (``maps.py``).
 
 Used by setup.py (``cffi_modules``) when <bpf/libbpf.h> is found, and by
 hand: ``python build_binding.py [--out DIR]``.  Imports without cffi.
@@ -78,9 +78,6 @@ void btf__free(struct btf *btf);
 void st_log_install(void);
 size_t st_log_take(char *out, size_t size);
 int st_btf_has_member(const struct btf *btf, const char *struct_name, const char *member);
-uint32_t st_compact(const uint64_t *values, uint32_t rows, uint32_t stride, uint32_t buckets,
-                    uint32_t *nonzero, uint64_t *totals, uint64_t *after, uint32_t *index,
-                    uint64_t *count);
 """
 
 SOURCE = r"""
@@ -140,37 +137,6 @@ static int st_btf_has_member(const struct btf *btf, const char *struct_name,
         if (strcmp(btf__name_by_offset(btf, m->name_off), member) == 0)
             return 1;
     return 0;
-}
-
-/* rows of stride u64 in, each starting with buckets counts; per row its
-   non-zero buckets out: nonzero[r] of them, their index and count appended
-   to index/count in row order, the row's total count in totals[r] and the
-   u64 after its buckets (the exact sum) in after[r].  Returns the number
-   of pairs written. */
-static uint32_t st_compact(const uint64_t *values, uint32_t rows, uint32_t stride,
-                           uint32_t buckets, uint32_t *nonzero, uint64_t *totals,
-                           uint64_t *after, uint32_t *index, uint64_t *count)
-{
-    uint32_t r, s, out = 0;
-
-    for (r = 0; r < rows; r++) {
-        const uint64_t *row = values + (size_t)r * stride;
-        uint32_t first = out;
-        uint64_t total = 0;
-
-        for (s = 0; s < buckets; s++) {
-            if (row[s]) {
-                index[out] = s;
-                count[out] = row[s];
-                total += row[s];
-                out++;
-            }
-        }
-        nonzero[r] = out - first;
-        totals[r] = total;
-        after[r] = buckets < stride ? row[buckets] : 0;
-    }
-    return out;
 }
 """
 
