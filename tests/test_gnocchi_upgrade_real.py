@@ -127,7 +127,7 @@ def test_an_existing_deployment_is_upgraded_as_far_as_gnocchi_allows(stack, tmp_
     (superseded,) = [line for line in report
                      if line.startswith(f"archive policy {OLD_COUNTER} (")]
     assert f"(superseded by {COUNTER}): 1 metric(s) keep it" in superseded
-    assert old["id"] in superseded and "gnocchi metric delete" in superseded
+    assert old["id"] in superseded and "upgrade --migrate-superseded" in superseded
     # and again: nothing left to do but the same report of the superseded policy
     again = run_upgrade(conf, "--definitions", str(tmp_path / "defs.yaml"))
     assert f"archive policy {COUNTER}: present" in again
@@ -189,3 +189,50 @@ def test_our_policies_answer_what_cloudkitty_and_aodh_ask(stack):
     assert [v for _, _, v in worst] == [1e6 + 59, 1e6 + 119]
     with pytest.raises(exceptions.NotFound):
         g.metric.get_measures(p99, aggregation="last", granularity=60, refresh=True)
+
+
+def test_migrate_superseded_moves_a_metric_with_its_measures(stack):
+    """A zone's counter on the superseded policy, three hours of a poll a
+    minute: --migrate-superseded puts a metric under the new policy in its
+    place on the resource with the same values, and deletes the old one."""
+    from gnocchiclient import exceptions
+
+    g, conf = stack
+    try:
+        g.archive_policy.get(OLD_COUNTER)
+    except exceptions.NotFound:
+        g.archive_policy.create({
+            "name": OLD_COUNTER, "aggregation_methods": ["last", "rate:last"],
+            "back_window": 0, "definition": [
+                {"granularity": "1 minute", "timespan": "7 days"},
+                {"granularity": "1 hour", "timespan": "365 days"}]})
+    resource = g.resource.create("smartos_zone", {
+        "id": "st-upgrade-cn1:cgroup:old", "host": "st-upgrade-cn1", "zone_kind": "cgroup",
+        "metrics": {"network.tcp.retransmits": {"archive_policy_name": OLD_COUNTER},
+                    "network.tcp.rtt.p99": {"archive_policy_name": GAUGE}}})
+    old_id = resource["metrics"]["network.tcp.retransmits"]
+    start = hour(3)
+    g.metric.add_measures(old_id, [
+        {"timestamp": (start + datetime.timedelta(minutes=m)).isoformat(), "value": 5 * m}
+        for m in range(180)])
+    before = {grain: [(t, v) for t, _, v in g.metric.get_measures(
+        old_id, aggregation="last", granularity=grain, refresh=True)] for grain in (60, 3600)}
+    assert len(before[60]) == 180 and len(before[3600]) == 3
+
+    report = run_upgrade(conf, "--migrate-superseded")
+
+    assert (f"archive policy {OLD_COUNTER}: 1 metric(s) moved to {COUNTER} with their "
+            f"measures") in report
+    assert any(line.startswith(f"archive policy {OLD_COUNTER} (superseded by {COUNTER}): no "
+                               f"metric uses it") for line in report), report
+    after = g.resource.get("smartos_zone", resource["id"])
+    new_id = after["metrics"]["network.tcp.retransmits"]
+    assert new_id != old_id
+    assert after["metrics"]["network.tcp.rtt.p99"] == resource["metrics"]["network.tcp.rtt.p99"]
+    assert g.metric.get(new_id)["archive_policy"]["name"] == COUNTER
+    for grain in (60, 3600):
+        moved = [(t, v) for t, _, v in g.metric.get_measures(
+            new_id, aggregation="max", granularity=grain, refresh=True)]
+        assert moved == before[grain], grain
+    with pytest.raises(exceptions.NotFound):
+        g.metric.get(old_id)

@@ -17,11 +17,12 @@ On an existing deployment: a policy of ours with other timespans or back
 window is updated in place (its metrics follow); one whose aggregation
 methods or granularities differ is reported and left (Gnocchi cannot change
 those); metrics still on a policy an earlier release shipped (superseded)
-are counted, with how to move them.
+are counted; --migrate-superseded moves them, measures and all.
 
 examples:
   smartos-telemetry upgrade --config-file /etc/ceilometer/ceilometer.conf
   smartos-telemetry upgrade --config-file ceilometer.conf --retry 30
+  smartos-telemetry upgrade --config-file ceilometer.conf --migrate-superseded
 """
 
 
@@ -32,6 +33,9 @@ def register(subparsers):
                    help="ceilometer.conf (repeatable; default: ceilometer's own search)")
     p.add_argument("--definitions", metavar="PATH",
                    help="resource definitions (default: the shipped gnocchi/resources.yaml)")
+    p.add_argument("--migrate-superseded", action="store_true",
+                   help="move the metrics still on an archive policy an earlier release "
+                        "shipped to the policy that replaces it, with their measures")
     p.add_argument("--retry", type=int, default=0, metavar="N",
                    help="retry N times, 2 s apart, while Gnocchi cannot be reached")
     p.set_defaults(func=run)
@@ -45,6 +49,7 @@ def run(args):
         raise ConfigError(f"--retry {args.retry}: give 0 or more retries")
     conf = gnocchi_upgrade.load_conf(config_files(args.config_file))
     definitions = gnocchi_upgrade.load_definitions(args.definitions)
-    for line in gnocchi_upgrade.upgrade_with_retry(conf, args.retry, definitions=definitions):
+    for line in gnocchi_upgrade.upgrade_with_retry(conf, args.retry, definitions=definitions,
+                                                   migrate_superseded=args.migrate_superseded):
         print(line)
     return 0

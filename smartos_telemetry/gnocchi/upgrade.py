@@ -14,7 +14,8 @@ What it does, in order (each step a no-op when already done):
    ``definition`` and ``back_window`` only, indexer update_archive_policy
    refuses added or dropped granularities); a superseded policy of an earlier
    release is reported with the number of metrics that keep it (no Gnocchi
-   call moves a metric to another policy) and how to move them;
+   call moves a metric to another policy); ``migrate_superseded`` moves
+   them, measures and all (:func:`_migrate_superseded`);
 3. our resource types (``smartos_zone``), created if missing; attributes
    this release adds are added to an existing type.
 
@@ -137,9 +138,8 @@ def _report_superseded(client, old, new, report):
         f"archive policy {old} (superseded by {new}): {len(metrics)} metric(s) keep it, "
         f"as Gnocchi cannot move a metric to another policy; new metrics get {new}.  They "
         f"answer only {old}'s aggregation methods, so a consumer asking for one only {new} "
-        f"has gets 404 for them (README, 'Bill and alarm on your meters').  To move one, "
-        f"at the cost of its measures: gnocchi metric delete <id>; the publisher makes it "
-        f"again under {new} with its next sample.  Metrics: "
+        f"has gets 404 for them (README, 'Bill and alarm on your meters').  To move them "
+        f"with their measures: smartos-telemetry upgrade --migrate-superseded.  Metrics: "
         + ", ".join(f"{m.get('resource_id') or '-'}/{m['name']}={m['id']}" for m in metrics[:5])
         + (f" and {len(metrics) - 5} more (gnocchi metric list)" if len(metrics) > 5 else ""))
 
@@ -186,7 +186,55 @@ def _ensure_resource_type(client, name, attributes, report):
     report.append(f"resource type {name}: added {', '.join(missing)}")
 
 
-def upgrade(conf, definitions=None):
+def _migrate_superseded(client, old, new, report):
+    """Move every metric of the superseded policy ``old`` to ``new``, measures
+    and all: a new metric under ``new`` gets the old one's points (the
+    hourly ones older than its finest granularity's, then those), takes its
+    place on its resource in one PATCH of the resource's metrics (Gnocchi
+    detaches and attaches them in one transaction: indexer/sqlalchemy.py,
+    update_resource), and the old metric is deleted.  Our metrics are running
+    totals, so a sample the publisher files on the old metric between the
+    copy and the swap loses that point only, never part of a total."""
+    from gnocchiclient import exceptions
+
+    try:
+        policy = client.archive_policy.get(old)
+    except (exceptions.ArchivePolicyNotFound, exceptions.NotFound):
+        return
+    # a running total's value in each period: its last (or, the same, its max)
+    method = next((m for m in ("last", "max") if m in policy["aggregation_methods"]), None)
+    grains = sorted({float(_seconds(d["granularity"])) for d in policy["definition"]})
+    moved, left = 0, []
+    for metric in _metrics_of_policy(client, old):
+        if method is None or not metric.get("resource_id"):
+            left.append(metric["id"])
+            continue
+        points, finest_start = [], None
+        for grain in grains:  # finest first: it bounds what the coarser add
+            series = client.metric.get_measures(metric["id"], aggregation=method,
+                                                granularity=grain, refresh=True)
+            if finest_start is not None:
+                series = [p for p in series if p[0].timestamp() + grain <= finest_start]
+            elif series:
+                finest_start = series[0][0].timestamp()
+            points = series + points
+        resource = client.resource.get("generic", metric["resource_id"])
+        copy = client.metric.create({"archive_policy_name": new,
+                                     **({"unit": metric["unit"]} if metric.get("unit") else {})})
+        if points:
+            client.metric.add_measures(copy["id"], [
+                {"timestamp": when.isoformat(), "value": value} for when, _, value in points])
+        metrics = dict(resource["metrics"])
+        metrics[metric["name"]] = copy["id"]
+        client.resource.update(resource["type"], resource["id"], {"metrics": metrics})
+        client.metric.delete(metric["id"])
+        moved += 1
+    report.append(f"archive policy {old}: {moved} metric(s) moved to {new} with their "
+                  f"measures" + (f"; not moved (no resource, or no last/max to copy): "
+                                 f"{', '.join(left)}" if left else ""))
+
+
+def upgrade(conf, definitions=None, migrate_superseded=False):
     """Create what ``definitions`` needs in Gnocchi; return one line per item."""
     from ceilometer import gnocchi_client
 
@@ -198,6 +246,8 @@ def upgrade(conf, definitions=None):
     for policy in definitions.get("archive_policies", []):
         _ensure_policy(client, policy, report)
     for old, new in (definitions.get("superseded_archive_policies") or {}).items():
+        if migrate_superseded:
+            _migrate_superseded(client, old, new, report)
         _report_superseded(client, old, new, report)
     for name, attributes in definitions.get("resource_types", {}).items():
         _ensure_resource_type(client, name, attributes, report)
@@ -207,7 +257,7 @@ def upgrade(conf, definitions=None):
     return report
 
 
-def upgrade_with_retry(conf, retries, delay=2.0, definitions=None):
+def upgrade_with_retry(conf, retries, delay=2.0, definitions=None, migrate_superseded=False):
     """``upgrade``, retried while Gnocchi cannot be reached (it may be starting)."""
     from gnocchiclient import exceptions
     from keystoneauth1 import exceptions as ka_exceptions
@@ -217,7 +267,7 @@ def upgrade_with_retry(conf, retries, delay=2.0, definitions=None):
                  ka_exceptions.ServiceUnavailable, ka_exceptions.DiscoveryFailure)
     for attempt in range(retries + 1):
         try:
-            return upgrade(conf, definitions)
+            return upgrade(conf, definitions, migrate_superseded)
         except transient:
             if attempt == retries:
                 raise
