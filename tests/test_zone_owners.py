@@ -268,3 +268,41 @@ def test_check_names_the_owner_rules_or_their_error(tmp_path):
     assert line.startswith(f"owners:       ERROR [smartos] owners_file {tmp_path / 'bad.yaml'}"
                            f": rule 1: kind 'dokcer' is no zone kind")
     assert runs["bad"].returncode == 1
+
+
+#: real directory names a tenant may give its cgroups (bytes: all but "/", NUL
+#: and newline)
+KERNEL_NAMES = (b"acme-\xff\xfe", b"acme-*", b"acme-[x]", b"*", b"[!a]*", b"acme",
+                b"esc\x1b[31m\x07", b"evil\rproject_id: x", b"{project_id: x}",
+                "café".encode(), b"\xfe" * 255)
+
+
+@pytest.mark.root
+def test_real_hostile_cgroups_get_owners_by_matching_as_data():
+    """Real cgroups with hostile names under a plain parent, walked by the
+    zone layer: the operator's glob picks exactly the names it says; a
+    name full of glob or YAML syntax is only ever the string matched."""
+    from smartos_telemetry.zones.linux_cgroups import CgroupZones, ZoneConfig, name_bytes
+
+    with scratch_cgroups() as cg:
+        top = "/" + os.path.basename(cg[""])
+        for raw in KERNEL_NAMES:
+            os.makedirs(os.path.join(os.fsencode(cg[""]), b"tenants", raw))
+        zones = CgroupZones(ZoneConfig(plain_parents=(f"{top}/tenants",))).zones()
+        zones = [z for z in zones if z.path.startswith(top + "/tenants/")]
+        rules = owners.parse(textwrap.dedent(f"""\
+            rules:
+              - path: "{top}/tenants/acme-*"
+                project_id: {ACME}
+              - name: "*"
+                kind: service
+                project_id: {DOCKER}
+            default:
+              project_id: {OPS}
+            """), "owners.yaml")
+        got = {name_bytes(z.name): z.attribute("project_id") for z in rules.apply(zones)}
+    assert set(got) == set(KERNEL_NAMES)
+    assert {raw for raw, project in got.items() if project == ACME} == {
+        b"acme-\xff\xfe", b"acme-*", b"acme-[x]"}
+    assert {raw for raw, project in got.items() if project == OPS} == set(KERNEL_NAMES) - {
+        b"acme-\xff\xfe", b"acme-*", b"acme-[x]"}
