@@ -28,15 +28,17 @@ publisher drops what ceilometer drops, but says so once per change of state
 again, with the count), skips the doomed resource updates, and counts
 every sample Gnocchi did not store: :data:`FAILURES_METER`, a delta (the
 samples lost since the last one it reported) posted on this agent's
-``host`` resource with the next batch Gnocchi takes, so an operator can
-graph and alarm on it; it is reset only once Gnocchi has taken it, so it
-is never lost while the agent runs nor counted twice.  Cumulative meters
+``host`` resource with the next batch Gnocchi takes, and a zero once a
+minute otherwise, so an operator can graph and alarm on it; it is reset
+only once Gnocchi has taken it, so it is never lost while the agent runs
+nor counted twice.  Cumulative meters
 lose nothing that matters for billing: their next sample carries the
 running total.
 """
 
 import os
 import threading
+import time
 from urllib import parse as urlparse
 
 from ceilometer import declarative
@@ -53,6 +55,8 @@ DEFINITIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 #: samples Gnocchi did not store, per notification agent host (a delta)
 FAILURES_METER = "telemetry.publish.failures"
+#: seconds between two zero counts (the archive policies' finest granularity)
+REPORT_EVERY = 60.0
 
 
 def is_instance(sample):
@@ -130,21 +134,22 @@ class ZoneGnocchiPublisher(gnocchi.GnocchiPublisher):
     def batch_measures(self, measures, resource_infos):
         offered = _count(measures)
         claimed = self.failures.claim()  # this batch carries the count, no other
-        if claimed:
+        if claimed is not None:
             self._add_failures(measures, resource_infos, claimed)
         try:
             super().batch_measures(measures, resource_infos)
         except Exception as exc:
             # ceilometer logs the whole batch here and drops it; we say it once
             self._local.failed = True
-            self.failures.failed(offered, exc, unclaimed=claimed)
+            self.failures.failed(offered, exc, unclaimed=claimed or 0)
             self._retry_connections(False)
             return
         reported = FAILURES_METER in measures.get(self._host, {})
         stored = _count(measures) - (1 if reported else 0)
         # measures of resources Gnocchi refused to create are dropped by
         # ceilometer's batch_measures (one ERROR each): lost too
-        self.failures.succeeded(lost=offered - stored, unclaimed=0 if reported else claimed)
+        self.failures.succeeded(lost=offered - stored, unclaimed=0 if reported else claimed or 0,
+                                reported=reported)
         self._retry_connections(True)
 
     def _retry_connections(self, retry):
@@ -188,11 +193,17 @@ class PublishFailures:
         self.failed_batches = 0
         self.failing = False
         self._outage = (0, 0)  # batches, samples of the current outage
+        self._reported = -REPORT_EVERY  # monotonic time of the last count stored
 
     def claim(self):
-        """The pending count, for one batch to report; :meth:`failed` or
-        :meth:`succeeded` gives back what it did not deliver."""
+        """The pending count for one batch to report, or None: nothing lost
+        and a count reported less than :data:`REPORT_EVERY` s ago.  A zero
+        a minute lets an alarm on the meter see "ok", not "insufficient
+        data".  :meth:`failed` or :meth:`succeeded` gives back what the batch
+        did not deliver."""
         with self._lock:
+            if not self.pending and time.monotonic() - self._reported < REPORT_EVERY:
+                return None
             claimed, self.pending = self.pending, 0
             return claimed
 
@@ -212,9 +223,11 @@ class PublishFailures:
                       "(check the Gnocchi API and its backlog: gnocchi status)",
                       samples, type(exc).__name__, exc, FAILURES_METER)
 
-    def succeeded(self, lost=0, unclaimed=0):
+    def succeeded(self, lost=0, unclaimed=0, reported=False):
         with self._lock:
             self.pending += lost + unclaimed
+            if reported:
+                self._reported = time.monotonic()
             self.lost += lost
             recovered = self.failing
             self.failing = False
