@@ -239,6 +239,13 @@ def test_ceilometer_pollings_samples_of_a_plain_cgroup_zone_carry_its_project(tm
     other = labels["st-test-cn1:cgroup:other"]
     assert (acme["project"], acme["user"]) == (ACME, ACME_USER)
     assert (other["project"], other["user"]) == (OPS, NO_OWNER)
+    # every sample of the zone, whatever its pollster (the cgroup counters
+    # such as cpu too): a consumer may rate any of them
+    lines = [line for line in text.splitlines()
+             if 'resource="st-test-cn1:cgroup:acme-web"' in line]
+    assert any(line.startswith("ceilometer_cpu{") for line in lines), lines
+    assert all(f'project="{ACME}"' in line and f'user="{ACME_USER}"' in line
+               for line in lines), lines
     assert "1 owner rule(s) from" in agent.log_text()
 
 
