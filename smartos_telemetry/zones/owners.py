@@ -56,8 +56,9 @@ NO_OWNER = "none"
 
 MATCH_KEYS = ("path", "kind", "name")
 OWNER_KEYS = ("project_id", "user_id")
-#: keystone keeps project and user ids in 64 characters (keystone/identity/
-#: backends/sql_model.py, User.id String(64); resource Project.id String(64))
+#: keystone keeps user and project ids in 64 characters
+#: (keystone/identity/backends/sql_model.py, User.id; keystone/resource/
+#: backends/sql_model.py, Project.id: String(64))
 ID_MAX = 64
 _ID = re.compile(r"[A-Za-z0-9._~@-]+\Z")
 
