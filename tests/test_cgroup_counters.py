@@ -159,9 +159,13 @@ def test_a_zone_on_this_host_has_what_its_v2_cgroup_has(tmp_path, caplog):
     assert set(reading.absent) == {"cpu.max", "memory.max", "memory.current", "memory.peak",
                                    "memory.swap.current", "memory.events", "io.stat",
                                    "pids.current", "pids.max", "pids.events"}
-    told = [r for r in caplog.records if "cgroup counters" in r.getMessage()]
-    assert len(told) == len(reading.absent)  # two polls, each file said once
-    assert any("io controller is not enabled" in r.getMessage() for r in told)
+    told = [r.getMessage() for r in caplog.records if "cgroup counters" in r.getMessage()]
+    assert len(told) == 4  # two polls, each controller said once: cpu, io, memory, pids
+    assert any("io.stat missing for 3 zones" in t and "io controller is not enabled" in t
+               for t in told)
+    assert any(t.startswith("smartos-telemetry: cgroup counters: memory.current, "
+                            "memory.events, memory.max, memory.peak, memory.swap.current "
+                            "missing") for t in told)
 
 
 def test_uncapped_limits_make_no_sample(tmp_path):
@@ -225,7 +229,8 @@ def test_pressure_off_is_no_sample_and_said_once(tmp_path, caplog):
     assert "cpu" in volumes(reading, ("cgroup", "a"))
     assert (reading.malformed, reading.unreadable) == ([], [])
     said = [r.getMessage() for r in caplog.records if "pressure stall" in r.getMessage()]
-    assert len(said) == 3  # once per pressure file, not per poll or zone
+    assert len(said) == 1  # once, not per file, poll or zone
+    assert "cpu.pressure, io.pressure, memory.pressure missing for 2 zones" in said[0]
 
 
 def test_psi_state_says_whether_it_can_be_read(tmp_path):

@@ -54,7 +54,7 @@ the functions named are the kernel's):
 * ``memory.*``, ``io.stat`` and ``pids.*`` exist only where the parent's
   ``cgroup.subtree_control`` enables the controller; on a hybrid host a
   controller bound to a v1 hierarchy is not in v2 at all.  A missing file
-  is no sample (never a zero) and one log line per file and agent.
+  is no sample (never a zero) and one log line per controller and agent.
 * ``max`` in ``cpu.max``, ``memory.max`` and ``pids.max`` means no limit:
   no sample, as for an uncapped SmartOS zone.  ``memory.peak`` came with
   Linux 5.19; ``memory.swap.current`` needs swap accounting.
@@ -486,20 +486,24 @@ class CgroupCounters:
                             "statistics are skipped while they are), e.g. zone %r %s: %s",
                             len(new), what, zone, name, why)
         self._bad = bad
-        for name, zones in sorted(reading.absent.items()):
-            if name in self._told:
-                continue
-            self._told.add(name)
-            if name in PRESSURE_FILES:
+        groups = {}  # what is missing, by what it needs: a controller, or PSI
+        for name, zones in reading.absent.items():
+            if name not in self._told:
+                need = "pressure" if name in PRESSURE_FILES else name.split(".")[0]
+                groups.setdefault(need, ([], set()))[0].append(name)
+                groups[need][1].update(zones)
+        for need, (names, zones) in sorted(groups.items()):
+            self._told.update(names)
+            if need == "pressure":
                 why = ("pressure stall information is off (kernel without CONFIG_PSI, "
                        "booted without psi=1, or cgroup.pressure 0): no *.pressure.* samples "
-                       "for these zones")
+                       "for them")
             else:
-                why = (f"the {name.split('.')[0]} controller is not enabled for them (enable "
-                       f"it in the parent's cgroup.subtree_control; on a hybrid host it may "
-                       f"be bound to a v1 hierarchy): no samples from {name}")
+                why = (f"the {need} controller is not enabled for them (enable it in the "
+                       f"parent's cgroup.subtree_control; on a hybrid host it may be bound "
+                       f"to a v1 hierarchy): no samples from these files")
             LOG.info("smartos-telemetry: cgroup counters: %s missing for %d zones (e.g. %r); "
-                     "%s", name, len(zones), zones[0], why)
+                     "%s", ", ".join(sorted(names)), len(zones), min(zones), why)
 
 
 def psi_state(root):
