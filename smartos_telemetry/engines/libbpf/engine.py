@@ -410,8 +410,9 @@ class LibbpfEngine(Engine):
             if not self.is_alive():
                 return None
             self._zones.read()
+            slots = {cg: slot for slot, cg in self._zones.zones.items()}
             for cg in ids:
-                slot = self._zones.slot_of(cg)
+                slot = slots.get(cg)
                 if slot is not None:
                     dropped += len(self._zones.release(slot, keep_late=False))
                 self._zones.forget_late(cg)
