@@ -28,8 +28,10 @@ test: setup sandbox lint stack-setup
 	"$$(tools/bootstrap --venv)/bin/python" -m pytest -p no:cacheprovider tests --ignore=tests/libdtrace_real $(PYTEST_ARGS)
 
 # the local full stack (PostgreSQL, RabbitMQ, Gnocchi, both ceilometer agents)
+# and its consumers' venvs (Aodh, CloudKitty: tools/consumers)
 stack-setup:
 	@tools/fullstack setup >/dev/null
+	@tools/consumers setup >/dev/null
 
 stack-up: setup
 	@tools/fullstack up
