@@ -38,12 +38,24 @@ that keeps up sees in real time.  Per configuration:
    the zone's metrics x that.  Both the files' bytes and the file system's
    allocation (``st_blocks``: one small file per split and method).
 
+CPU is counted net of idle: before the steady polls the stack sits idle
+for ``--idle`` s, and what each component spends per second then (metricd
+scans its sacks whatever the load) is taken off each phase's CPU for its
+wall time.  The publisher's own CPU (this process: what
+ceilometer-agent-notification would spend) is reported beside.
+
 Capacity, "zones per metricd CPU": an interval ``T`` divided by the metricd
 CPU seconds one zone costs per poll (steady: one measure per metric per
 pass; batched: ``--batch`` per pass).
 
+Configurations (``--configs``): ``file-1``, ``redis-1``, ``redis-2``,
+``redis-4`` (incoming driver, metricd workers; the shipped shape) and
+``lean-redis-2`` (``distribution_statistics = p99,count,sum`` and the gauge
+policy without ``min``); ``cheap-redis-2`` has the statistics only.
+
 Run:  $(tools/bootstrap --venv)/bin/python bench/fleet_gnocchi.py
-      (--hosts 4 --zones 25 --polls 3 for a quick look); writes
+      (about 13 minutes on this machine; --hosts 2 --zones 3 --polls 1
+      --configs redis-2 for a quick look); writes
       bench/results/fleet_gnocchi.txt
 """
 
@@ -53,6 +65,7 @@ import json
 import math
 import os
 import random
+import resource as rusage
 import shutil
 import statistics
 import subprocess
@@ -93,6 +106,7 @@ CONFIGS = {
     "cheap-redis-2": ("redis", 2, CHEAP_STATISTICS, None),
     "lean-redis-2": ("redis", 2, CHEAP_STATISTICS, LEAN_GAUGE_METHODS),
 }
+DEFAULT_CONFIGS = ("file-1", "redis-1", "redis-2", "redis-4", "lean-redis-2")
 
 
 def say(msg):
@@ -378,7 +392,15 @@ def storage_probe(stack, definitions):
         out[name] = (metric["id"], policy)
     if wait_drained(stack, 600) is None:
         raise RuntimeError("the storage probe was not processed in 600 s")
-    result = {}
+    gauge_id = out[default_policy(definitions)["name"]][0]
+    hour_ago = (now - timedelta(hours=1)).isoformat()
+    times = []
+    for _ in range(20):
+        t0 = time.monotonic()
+        stack.get(f"/v1/metric/{gauge_id}/measures", aggregation="max", granularity=60,
+                  start=hour_ago)
+        times.append(time.monotonic() - t0)
+    result = {"hour_query_s": statistics.median(times)}
     for name, (metric_id, policy) in out.items():
         files = []
         for dirpath, _, names in os.walk(stack.storage):
@@ -475,13 +497,23 @@ def run_config(name, args, port_base):
         result.update(create_s=secs, create_drain_s=drained, metrics=n_metrics,
                       samples_per_poll=count,
                       metrics_per_zone=(n_metrics - 3 * args.hosts) / zones)
-        # 2. steady
+        # idle: what metricd's own scanning of the sacks costs with nothing to do
         cpu0, workers0 = stack.cpu()
+        t0 = time.monotonic()
+        time.sleep(args.idle)
+        cpu1, workers1 = stack.cpu()
+        idle_s = time.monotonic() - t0
+        result["idle"] = {k: (cpu1[k] - cpu0.get(k, 0)) / idle_s for k in cpu1}
+        result["idle_workers"] = sum(workers1[k] - workers0.get(k, 0)
+                                     for k in workers1) / idle_s
+        # 2. steady
+        made = [batches(poll + 1 + i) for i in range(args.polls)]
+        cpu0, workers0 = stack.cpu()
+        t0, client0 = time.monotonic(), _client_cpu()
         accepted = accept_s = drain_s = 0.0
-        for _ in range(args.polls):
+        for i in range(args.polls):
             poll += 1
-            made = batches(poll)
-            count, secs = publish(publisher, made)
+            count, secs = publish(publisher, made[i])
             accepted += count
             accept_s += secs
             d = wait_drained(stack, args.timeout)
@@ -490,25 +522,31 @@ def run_config(name, args, port_base):
             drain_s += secs + d
         cpu1, workers1 = stack.cpu()
         result["steady"] = _phase(args.polls, accepted, accept_s, drain_s, cpu0, cpu1,
-                                  workers0, workers1, zones)
+                                  workers0, workers1, zones, time.monotonic() - t0, result,
+                                  _client_cpu() - client0)
         # 3. batched: --batch polls at once, per host one publish
         made = [batches(poll + 1 + i) for i in range(args.batch)]
         poll += args.batch
         per_host = [sum((made[i][h] for i in range(args.batch)), [])
                     for h in range(len(fleet))]
         cpu0, workers0 = stack.cpu()
+        t0, client0 = time.monotonic(), _client_cpu()
         count, secs = publish(publisher, per_host)
         d = wait_drained(stack, args.timeout * args.batch)
         if d is None:
             raise RuntimeError(f"{name}: the batched polls were not processed")
         cpu1, workers1 = stack.cpu()
         result["batched"] = _phase(args.batch, count, secs, secs + d, cpu0, cpu1,
-                                   workers0, workers1, zones)
+                                   workers0, workers1, zones, time.monotonic() - t0, result,
+                                   _client_cpu() - client0)
         # 5. queries
         result["queries"] = queries(stack, fleet, base, poll, args)
         # 6. storage
         result["probe"] = storage_probe(stack, definitions)
+        result["probe_hour_s"] = result["probe"].pop("hour_query_s")
         result["run_alloc"] = _du(stack.storage)
+        result["publish_failures"] = (publisher.failures.failed_batches,
+                                      publisher.failures.lost)
         watch.done.set()
         watch.join()
         result["backlog"] = watch.series
@@ -541,14 +579,28 @@ def _du(path):
     return total, files
 
 
-def _phase(polls, measures, accept_s, busy_s, cpu0, cpu1, workers0, workers1, zones):
+def _client_cpu():
+    """This process's CPU seconds: the publisher's side (ceilometer-agent-notification's)."""
+    usage = rusage.getrusage(rusage.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _phase(polls, measures, accept_s, busy_s, cpu0, cpu1, workers0, workers1, zones, wall,
+           result, client):
+    """One phase's figures; ``net``: CPU less what the same components spend
+    idle over the same wall time (metricd scans its sacks whatever the load),
+    the part that grows with zones."""
     cpu = {k: cpu1[k] - cpu0.get(k, 0) for k in cpu1}
+    net = {k: max(v - result["idle"].get(k, 0) * wall, 0) for k, v in cpu.items()}
     per_worker = {k: workers1[k] - workers0.get(k, 0) for k in workers1}
     metricd = sum(per_worker.values())
+    metricd_net = max(metricd - result["idle_workers"] * wall, 1e-9)
     return {"polls": polls, "measures": measures, "accept_s": accept_s, "busy_s": busy_s,
-            "accepted_per_s": measures / accept_s if accept_s else 0,
-            "cpu": cpu, "worker_cpu": per_worker, "metricd_cpu": metricd,
-            "metricd_cpu_per_zone_poll": metricd / (zones * polls)}
+            "accepted_per_s": measures / accept_s if accept_s else 0, "wall": wall,
+            "cpu": cpu, "net": net, "worker_cpu": per_worker, "metricd_cpu": metricd,
+            "metricd_net": metricd_net, "client_cpu": client,
+            "metricd_cpu_per_zone_poll": metricd / (zones * polls),
+            "metricd_net_per_zone_poll": metricd_net / (zones * polls)}
 
 
 def queries(stack, fleet, base, polls, args):
@@ -606,7 +658,8 @@ def report(results, args, wall):
         for label, p in (("steady (1 measure per metric per pass)", s),
                          (f"batched ({args.batch} measures per metric per pass)", b)):
             cpu = p["cpu"]
-            per_zp = {k: v / (r["zones"] * p["polls"]) * 1000 for k, v in cpu.items()}
+            per_zp = {k: v / (r["zones"] * p["polls"]) * 1000 for k, v in p["net"].items()}
+            per_zp["publisher (client)"] = p["client_cpu"] / (r["zones"] * p["polls"]) * 1000
             lines += [
                 f"{label}: {p['measures']} measures accepted at {p['accepted_per_s']:.0f}/s "
                 f"(one client); processed in {p['busy_s']:.1f} s wall: "
@@ -616,16 +669,20 @@ def report(results, args, wall):
                 "  CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
                 + "; metricd workers " + ", ".join(f"{v:.1f}" for v in
                                                    p["worker_cpu"].values()),
-                f"  per metricd CPU-second: {p['measures'] / max(p['metricd_cpu'], 1e-9):.0f} "
-                f"measures, {r['metrics'] * p['polls'] / max(p['metricd_cpu'], 1e-9):.0f} "
-                f"metric-updates",
-                "  CPU ms per zone and poll: " + ", ".join(f"{k} {v:.2f}"
-                                                         for k, v in per_zp.items()),
+                f"  per metricd CPU-second (net of idle): "
+                f"{p['measures'] / p['metricd_net']:.0f} measures, "
+                f"{r['metrics'] * p['polls'] / p['metricd_net']:.0f} metric-updates; "
+                f"gross {p['measures'] / max(p['metricd_cpu'], 1e-9):.0f} measures",
+                "  CPU ms per zone and poll (net of idle): " + ", ".join(
+                    f"{k} {v:.2f}" for k, v in per_zp.items()),
             ]
         q = r["queries"]
+        lines.append(
+            "idle CPU (s per s): " + ", ".join(f"{k} {v:.3f}" for k, v in r["idle"].items()))
         lines.append(f"queries: one zone's p99 over an hour {q['one_zone_s'] * 1000:.1f} ms "
-                     f"({q['one_zone_points']} points); max across {q['all_zones_metrics']} "
-                     f"zones' p99 {q['all_zones_s'] * 1000:.0f} ms")
+                     f"({q['one_zone_points']} points; a probe metric with a full hour "
+                     f"{r['probe_hour_s'] * 1000:.1f} ms); max across "
+                     f"{q['all_zones_metrics']} zones' p99 {q['all_zones_s'] * 1000:.0f} ms")
         year = 0.0
         year_alloc = 0.0
         for policy, count in r["policies"].items():
@@ -642,6 +699,9 @@ def report(results, args, wall):
                       f"{v['bytes_per_point']:.1f} B a point "
                       f"({r['policies'].get(p, 0)} per zone)"
                       for p, v in r["probe"].items()))
+        batches, lost = r["publish_failures"]
+        lines.append(f"publisher: {batches} batches failed, {lost} samples lost "
+                     f"(telemetry.publish.failures)")
         alloc, files = r["run_alloc"]
         lines.append(f"storage now: {alloc / 2**20:.1f} MiB allocated in {files} files")
         series = r["backlog"]
@@ -654,15 +714,16 @@ def report(results, args, wall):
 
 
 def capacity(results, args):
-    lines = [f"zones per metricd CPU = T / (metricd CPU s per zone and poll); steady: one "
-             f"measure per metric per pass; batched: {args.batch} (a metric_processing_delay "
-             f"of {args.batch} intervals); all: API + PostgreSQL + Redis + metricd",
+    lines = [f"zones per metricd CPU = T / (metricd CPU s per zone and poll, net of idle); "
+             f"steady: one measure per metric per pass; batched: {args.batch} (a "
+             f"metric_processing_delay of {args.batch} intervals, greedy off); all: API + "
+             f"PostgreSQL + Redis + metricd, net of idle",
              "config          metrics/zone  metricd ms/zone-poll  10 s: steady  batched  "
              "60 s: steady  batched   all, 60 s steady"]
     for r in results:
-        s = r["steady"]["metricd_cpu_per_zone_poll"]
-        b = r["batched"]["metricd_cpu_per_zone_poll"]
-        whole = sum(r["steady"]["cpu"].values()) / (r["zones"] * r["steady"]["polls"])
+        s = r["steady"]["metricd_net_per_zone_poll"]
+        b = r["batched"]["metricd_net_per_zone_poll"]
+        whole = sum(r["steady"]["net"].values()) / (r["zones"] * r["steady"]["polls"])
         lines.append(f"{r['name']:15} {r['metrics_per_zone']:12.0f}  {s * 1000:9.1f} / "
                      f"{b * 1000:6.1f}   {10 / s:12.0f}  {10 / b:7.0f}  {60 / s:12.0f}  "
                      f"{60 / b:7.0f}   {60 / whole:16.0f}")
@@ -671,16 +732,18 @@ def capacity(results, args):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=3)
-    parser.add_argument("--zones", type=int, default=20, help="zones per host")
-    parser.add_argument("--polls", type=int, default=3, help="steady polls")
-    parser.add_argument("--batch", type=int, default=4, help="polls sent at once")
+    parser.add_argument("--hosts", type=int, default=2)
+    parser.add_argument("--zones", type=int, default=10, help="zones per host")
+    parser.add_argument("--polls", type=int, default=2, help="steady polls")
+    parser.add_argument("--batch", type=int, default=3, help="polls sent at once")
     parser.add_argument("--interval", type=int, default=10, help="polling interval, s")
     parser.add_argument("--processing-delay", type=int, default=2,
                         help="[metricd] metric_processing_delay, s")
+    parser.add_argument("--idle", type=float, default=8.0,
+                        help="seconds of idle stack measured before the steady polls")
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="seconds one poll may take to be processed")
-    parser.add_argument("--configs", default=",".join(CONFIGS),
+    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                         help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--port-base", type=int, default=17000)
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results",
