@@ -1,0 +1,206 @@
+/* Parts of the libbpf engine's run-queue and disk I/O programs, one program
+   each, for bench/libbpf_cost_parts.py: what each part costs on its own,
+   beside the empty tp_btf programs (bench/empty_tp_btf.bpf.c).  Not shipped. */
+#include "st_common.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} sink SEC(".maps");
+
+/* keeps a value the verifier and the compiler cannot drop */
+static __always_inline void keep(__u32 k, __u64 v)
+{
+	__u64 *s = bpf_map_lookup_elem(&sink, &k);
+
+	if (s)
+		*s += v;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} task_u64 SEC(".maps");
+
+/* the design before the slot arrays: cgroup id -> histogram hash */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, ST_MAX_ZONES);
+	__type(key, __u64);
+	__type(value, struct st_hist);
+} hist_hash SEC(".maps");
+
+static const struct st_hist zero_hist;
+
+static __always_inline void hash_record(__u64 cg, __u64 v)
+{
+	struct st_hist *h = bpf_map_lookup_elem(&hist_hash, &cg);
+	__u32 i = st_bucket(v);
+
+	if (!h) {
+		bpf_map_update_elem(&hist_hash, &cg, &zero_hist, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(&hist_hash, &cg);
+		if (!h)
+			return;
+	}
+	barrier_var(i);
+	if (i >= ST_HIST_BUCKETS)
+		return;
+	__sync_fetch_and_add(&h->slots[i], 1);
+}
+
+ST_ZONE_ARRAY(part_ns, struct st_hist);
+ST_ZONE_ARRAY(part_bytes, __u64);
+
+/* run queue: prev's fields only */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_fields, bool preempt, struct task_struct *prev)
+{
+	if (prev->pid)
+		keep(0, prev->sched_info.run_delay);
+	return 0;
+}
+
+/* + task storage (get, read, write) */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_storage, bool preempt, struct task_struct *prev)
+{
+	__u64 rd = prev->sched_info.run_delay, *seen;
+
+	if (prev->pid == 0)
+		return 0;
+	seen = bpf_task_storage_get(&task_u64, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!seen)
+		return 0;
+	keep(0, rd - *seen);
+	*seen = rd;
+	return 0;
+}
+
+/* fields + the current task's cgroup id */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_cgroup_id, bool preempt, struct task_struct *prev)
+{
+	if (prev->pid)
+		keep(0, prev->sched_info.run_delay + bpf_get_current_cgroup_id());
+	return 0;
+}
+
+/* fields + cgroup id + the zone hash and its histogram (no task storage) */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_zone_hash, bool preempt, struct task_struct *prev)
+{
+	if (prev->pid)
+		hash_record(bpf_get_current_cgroup_id(), prev->sched_info.run_delay & 0xffff);
+	return 0;
+}
+
+/* fields + cgroup id + zone slot + array histogram (no task storage) */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_zone_slot, bool preempt, struct task_struct *prev)
+{
+	if (prev->pid)
+		st_record(&part_ns, bpf_get_current_cgroup_id(), prev->sched_info.run_delay & 0xffff);
+	return 0;
+}
+
+/* no task storage at all: the next task's wait from the kernel's enqueue
+   stamp (rq clock - sched_info.last_queued), its cgroup read with CO-RE */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_last_queued, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u64 queued = next->sched_info.last_queued;
+
+	if (next->pid && queued)
+		st_record(&part_ns, next->cgroups->dfl_cgrp->kn->id,
+			  next->se.cfs_rq->rq->clock - queued);
+	return 0;
+}
+
+/* the sums of both run-queue readings over every task (sink slots 0/1,
+   events 2/3): what the last_queued reading misses of run_delay */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_compare, bool preempt, struct task_struct *prev, struct task_struct *next)
+{
+	__u64 queued = next->sched_info.last_queued, rd = prev->sched_info.run_delay, *seen;
+
+	if (next->pid && queued) {
+		keep(0, next->se.cfs_rq->rq->clock - queued);
+		keep(2, 1);
+	}
+	if (prev->pid == 0)
+		return 0;
+	seen = bpf_task_storage_get(&task_u64, prev, 0, 0);
+	if (seen) {
+		keep(1, rd - *seen);
+		keep(3, 1);
+		*seen = rd;
+		return 0;
+	}
+	seen = bpf_task_storage_get(&task_u64, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (seen)
+		*seen = rd;
+	return 0;
+}
+
+struct io_start_val {
+	__u64 ns;
+	__u64 cg;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct io_start_val);
+} io_stash SEC(".maps");
+
+/* disk: the start's clock and cgroup id, no stash */
+SEC("tp_btf/block_io_start")
+int BPF_PROG(io_start_nostash, struct request *rq)
+{
+	keep(0, bpf_ktime_get_ns() + bpf_get_current_cgroup_id());
+	return 0;
+}
+
+/* the start stashed by request (as diskio.bpf.c) */
+SEC("tp_btf/block_io_start")
+int BPF_PROG(io_start_stash, struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	struct io_start_val v = { .ns = bpf_ktime_get_ns(), .cg = bpf_get_current_cgroup_id() };
+
+	bpf_map_update_elem(&io_stash, &key, &v, BPF_ANY);
+	return 0;
+}
+
+/* the completion's stash lookup and delete only */
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(io_done_stash, struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	struct io_start_val *v = bpf_map_lookup_elem(&io_stash, &key);
+
+	if (!v)
+		return 0;
+	keep(0, v->ns);
+	bpf_map_delete_elem(&io_stash, &key);
+	return 0;
+}
+
+/* the completion's recording only (zone slot, histogram, bytes), no stash */
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(io_done_record, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+
+	st_record(&part_ns, cg, nr_bytes);
+	st_add(&part_bytes, cg, nr_bytes);
+	return 0;
+}
