@@ -49,12 +49,12 @@ const volatile struct {
 
 ST_ZONE_ARRAY(runq_ns, struct st_hist);
 
-/* Per task.  Design 1: run_delay at its last switch-out, and the zone slot
-   of the cgroup it last ran in (valid while cg and gen are the current
-   ones), which spares the st_slot lookup at nearly every switch.
-   Design 2: the stamp (run_delay unused). */
+/* Per task.  seen: design 1, its run_delay at its last switch-out; design
+   2, the wakeup or preemption stamp.  Design 1 also keeps the zone slot of
+   the cgroup the task last ran in (valid while cg and gen are the current
+   ones), which spares the st_slot lookup at nearly every switch. */
 struct runq_task_val {
-	__u64 run_delay;
+	__u64 seen;
 	__u64 cg;
 	__u64 gen;
 	__u32 slot;
@@ -78,7 +78,7 @@ static __always_inline void switch_sched_info(struct task_struct *prev)
 		return; /* the idle task */
 	t = bpf_task_storage_get(&runq_task, prev, 0, 0);
 	if (t) {
-		wait = run_delay - t->run_delay;
+		wait = run_delay - t->seen;
 	} else {
 		t = bpf_task_storage_get(&runq_task, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!t) {
@@ -89,12 +89,12 @@ static __always_inline void switch_sched_info(struct task_struct *prev)
 		/* a task forked since attach began at run_delay 0: its first
 		   wait counts; another's baseline is unknown */
 		if (prev->start_time < st_config.start_ns) {
-			t->run_delay = run_delay;
+			t->seen = run_delay;
 			return;
 		}
 		wait = run_delay;
 	}
-	t->run_delay = run_delay;
+	t->seen = run_delay;
 	/* current is prev here: the cgroup it ran in after the wait */
 	cg = bpf_get_current_cgroup_id();
 	gen = st_generation();
@@ -116,7 +116,7 @@ static __always_inline void stamp(struct task_struct *p, __u64 now)
 		return;
 	t = bpf_task_storage_get(&runq_task, p, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (t)
-		t->run_delay = now;
+		t->seen = now;
 	else
 		st_count(ST_NO_STORAGE);
 }
@@ -133,9 +133,9 @@ static __always_inline void switch_stamps(bool preempt, struct task_struct *prev
 	if (next->pid == 0)
 		return;
 	t = bpf_task_storage_get(&runq_task, next, 0, 0);
-	if (t && t->run_delay) {
-		st_record(&runq_ns, next->cgroups->dfl_cgrp->kn->id, now - t->run_delay);
-		t->run_delay = 0;
+	if (t && t->seen) {
+		st_record(&runq_ns, next->cgroups->dfl_cgrp->kn->id, now - t->seen);
+		t->seen = 0;
 	}
 }
 
