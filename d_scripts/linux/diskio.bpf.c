@@ -62,13 +62,17 @@ int BPF_PROG(io_done, struct request *rq, blk_status_t error, unsigned int nr_by
 	__u64 key = (__u64)rq;
 	struct io_start_val *v = bpf_map_lookup_elem(&io_start, &key);
 	__u64 ns, cg;
+	__u32 slot;
 
 	if (!v)
 		return 0;
 	ns = bpf_ktime_get_ns() - v->ns;
 	cg = v->cg;
 	bpf_map_delete_elem(&io_start, &key);
-	st_record(&io_ns, cg, ns);
-	st_add(&io_bytes, cg, nr_bytes);
+	slot = st_slot_of(cg); /* once for both aggregations */
+	if (slot == ST_NO_SLOT)
+		return 0;
+	st_record_slot(&io_ns, slot, ns);
+	st_add_slot(&io_bytes, slot, nr_bytes);
 	return 0;
 }
