@@ -142,6 +142,19 @@ class Stack:
         assert out.returncode == 0, out.stderr[-3000:]
         return out.stdout
 
+    def choose_rating_period(self):
+        """The period CloudKitty is to rate first: the next whole minute with
+        polls left in this one (the counters' totals before it) and time to
+        register it as the projects' start."""
+        now = time.time()
+        start = now - now % PERIOD + PERIOD
+        if start - now < 3 * INTERVAL:
+            start += PERIOD
+        iso = datetime.datetime.fromtimestamp(start, datetime.timezone.utc).isoformat()
+        self.consumers("scope", iso, BILLED, OTHERS)
+        assert time.time() < start, "the scopes were registered too late"
+        self.rating_start = start
+
     def work(self, connects, seconds):
         """The billed zone's workload: ``connects`` connects, ``seconds`` of CPU."""
         self.billed.stdin.write(f"work {connects} {seconds}\n")
@@ -218,6 +231,7 @@ def stack():
                 # so that the billed zone's counters have measures before the
                 # rated period (its connect counter exists from its first connect)
                 s.work(WARM_UP_CONNECTS, 0.1)
+                s.choose_rating_period()
                 yield s
             finally:
                 stop(*procs)  # before the zones' cgroups are removed
@@ -391,15 +405,12 @@ def test_cloudkitty_rates_a_zone_under_its_owner_rule_project(stack):
     for entry in (connect_entry, cpu_entry):
         assert entry["extra_args"]["force_granularity"] == PERIOD
 
-    # the rated period: the next whole minute, with polls left in this one
-    # and time to register the scopes
-    now = time.time()
-    start = now - now % PERIOD + PERIOD
-    if start - now < 3 * INTERVAL:
-        start += PERIOD
+    # the rated period, chosen at set-up (the Aodh test runs meanwhile), or
+    # the next one if that has begun
+    if time.time() > stack.rating_start - 2:
+        stack.choose_rating_period()
+    start = stack.rating_start
     iso = datetime.datetime.fromtimestamp(start, datetime.timezone.utc).isoformat()
-    stack.consumers("scope", iso, BILLED, OTHERS)
-    assert time.time() < start, "the scopes were registered too late"
     time.sleep(max(0.0, start + 1 - time.time()))
 
     # inside the period: N connects and a CPU burn, done a few seconds in,
