@@ -49,9 +49,10 @@ CPU seconds one zone costs per poll (steady: one measure per metric per
 pass; batched: ``--batch`` per pass).
 
 Configurations (``--configs``): ``file-1``, ``redis-1``, ``redis-2``,
-``redis-4`` (incoming driver, metricd workers; the shipped shape) and
-``lean-redis-2`` (``distribution_statistics = p99,count,sum`` and the gauge
-policy without ``min``); ``cheap-redis-2`` has the statistics only.
+``redis-4`` (incoming driver, metricd workers; every statistic of each
+distribution) and ``lean-redis-2`` (``distribution_statistics =
+p99,count,sum``, the default, and the gauge policy without ``min``);
+``cheap-redis-2`` has the default statistics and the shipped policies.
 
 Run:  $(tools/bootstrap --venv)/bin/python bench/fleet_gnocchi.py
       (about 13 minutes on this machine; --hosts 2 --zones 3 --polls 1

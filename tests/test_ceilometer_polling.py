@@ -74,7 +74,9 @@ def no_bpftrace_left(timeout=15):
 def test_zone_meters_reach_the_prometheus_exporter(tmp_path):
     with scratch_cgroups("tenant-a") as cg:
         parent = "/" + os.path.basename(cg[""])
-        agent = Agent(tmp_path, f"plain_parents = {parent}\n")
+        # p50 beside the default statistics, to check it against p99
+        agent = Agent(tmp_path, f"plain_parents = {parent}\n"
+                      "distribution_statistics = p50,p99,count,sum\n")
         hogs = [python_in(cg["tenant-a"], "while True: pass") for _ in range(3)]
         try:
             resource = "st-test-cn1:cgroup:tenant-a"

@@ -16,6 +16,11 @@ from smartos_telemetry.meters.catalogue import DISTRIBUTION_SUFFIXES
 GROUP = "smartos"
 DEFAULT_STATE_FILE = "/var/lib/smartos-telemetry/state.json"
 
+#: what the consumers read: Aodh's run-queue alarms p99 (etc/aodh), CloudKitty
+#: count and sum (etc/cloudkitty/metrics.yml); each statistic is a Gnocchi
+#: metric per zone and distribution (README "Sizing Gnocchi")
+DEFAULT_DISTRIBUTION_STATISTICS = ("p99", "count", "sum")
+
 #: the most keys a BPF hash map may have: the kernel refuses (E2BIG, "Argument
 #: list too long") a map whose bucket count, max_entries rounded up to a power
 #: of two, exceeds U32_MAX / sizeof(struct bucket) (kernel/bpf/hashtab.c,
@@ -78,11 +83,12 @@ OPTS = [
                     "start; a bad file disables the zone meters with one error naming the "
                     "rule. Empty: such zones carry project 'none'. See "
                     "etc/ceilometer/smartos-owners.yaml."),
-    cfg.ListOpt("distribution_statistics", default=list(DISTRIBUTION_SUFFIXES),
+    cfg.ListOpt("distribution_statistics", default=list(DEFAULT_DISTRIBUTION_STATISTICS),
                 help="The samples each latency distribution emits per zone, of "
                      + ", ".join(DISTRIBUTION_SUFFIXES) + ". Each is a Gnocchi metric per "
-                     "zone: fewer is a cheaper Gnocchi. Aodh's run-queue alarms read p99; "
-                     "CloudKitty rates count and sum."),
+                     "zone: fewer is a cheaper Gnocchi. The default is what the shipped "
+                     "consumers read: Aodh's run-queue alarms p99, CloudKitty count and "
+                     "sum; add p50, p95, max for dashboards."),
     cfg.StrOpt("state_file", default=DEFAULT_STATE_FILE,
                help="Where the running totals of the cumulative meters are kept between "
                     "agent runs (written after every poll, atomically), so that counters go "
