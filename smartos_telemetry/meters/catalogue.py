@@ -14,7 +14,9 @@ Kinds, and the samples each yields per zone and polling interval:
   interval's events, in the histogram's unit (ns); ``NAME.count`` --
   cumulative events; ``NAME.sum`` -- cumulative total (ns), exact where the
   script keeps a ``sum()`` beside the histogram, otherwise estimated from
-  the bucket midpoints (within the bucket error, at most 10%).
+  the bucket midpoints (within the bucket error, at most 10%).  The
+  pollsters emit those ``[smartos] distribution_statistics`` names
+  (default p99, count, sum).
 * ``counter``: ``NAME``, cumulative.
 * ``health``: per host, cumulative, from the engine's own counters.
 """

@@ -1,7 +1,8 @@
 """The pollsters: one per meter of the catalogue, entry-point name = meter name.
 
 A zone pollster yields the samples of its meter (a distribution meter
-``NAME`` yields ``NAME.p50`` ... ``NAME.sum``) for the zones discovery
+``NAME`` yields those of ``NAME.p50`` ... ``NAME.sum`` that ``[smartos]
+distribution_statistics`` names) for the zones discovery
 handed it, and nothing for any other zone: a tenant's samples carry only
 its own zone's data.  All pollsters of a cycle share one snapshot and one
 reduction (``telemetry_service``).
