@@ -21,8 +21,9 @@ default rule every other zone project OTHERS.
   aggregation method the policy lacks is accepted by aodh-api and stays at
   ``insufficient data`` with no reason given (Aodh: an aggregation Gnocchi
   answers 404 for is "insufficient data", and a transition from that state
-  to itself records nothing); the test pins that down, and that every
-  aggregation the shipped alarms use is one their metric's policy has.
+  to itself records nothing), while Gnocchi answers 404 for that method;
+  the test pins that down (tests/test_consumer_configs.py checks that the
+  shipped alarms ask only for methods their metric's policy has).
 * CloudKitty: the shipped ``etc/cloudkitty/metrics.yml`` (its period cut to
   a minute), flat hashmap prices; N loopback connects and a CPU burn in
   ``billed`` inside one rating period are rated under BILLED with exactly N
