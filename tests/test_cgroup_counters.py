@@ -516,12 +516,12 @@ def test_the_pollsters_emit_their_family_for_their_zones_and_save_the_totals(tmp
 
 def test_off_linux_the_pollsters_have_no_discovery_and_say_so_once(tmp_path, caplog):
     from smartos_telemetry.platform.smartos import SmartOS
-    from smartos_telemetry.polling import cgroup_pollsters, telemetry_service
+    from smartos_telemetry.polling import pollsters, telemetry_service
     from smartos_telemetry.polling.cgroup_pollsters import CGROUP_POLLSTERS
 
     conf, service = service_for(tmp_path, tmp_path / "state.json")
     service.platform = SmartOS()
-    cgroup_pollsters._ELSEWHERE_LOGGED = False
+    pollsters._SAID_NOT_HERE.discard("cgroup")
     try:
         with caplog.at_level(logging.INFO):
             found = [cls(conf).default_discovery for cls in CGROUP_POLLSTERS.values()]
@@ -534,3 +534,24 @@ def test_off_linux_the_pollsters_have_no_discovery_and_say_so_once(tmp_path, cap
     said = [r.getMessage() for r in caplog.records if "cgroup counter pollsters" in
             r.getMessage()]
     assert len(said) == 1 and "Linux only" in said[0]
+
+
+def test_off_smartos_the_kstat_pollsters_stand_down_as_the_cgroup_ones_do(tmp_path, caplog):
+    # the two platform-only families share one base: each says so once, in its own words
+    from smartos_telemetry.polling import pollsters, telemetry_service
+
+    conf, service = service_for(tmp_path, tmp_path / "state.json")
+    pollsters._SAID_NOT_HERE.discard("kstat")
+    try:
+        with caplog.at_level(logging.INFO):
+            found = [cls(conf).default_discovery for cls in pollsters.KSTAT_POLLSTERS.values()]
+            found += [cls(conf).default_discovery for cls in pollsters.KSTAT_POLLSTERS.values()]
+            samples = list(pollsters.KSTAT_POLLSTERS["cpu"](conf).get_samples(
+                None, {}, [make_zone(tmp_path / "root", "tenants/web")]))
+    finally:
+        service.stop()
+        telemetry_service._SERVICES.pop(id(conf), None)
+    assert found == [None] * 2 * len(pollsters.KSTAT_POLLSTERS) and samples == []
+    said = [r.getMessage() for r in caplog.records if "counter pollsters" in r.getMessage()]
+    assert len(said) == 1 and "kstat counter pollsters (cpu, cpu.cap" in said[0]
+    assert "SmartOS only" in said[0]

@@ -12,43 +12,37 @@ a meter Ceilometer's libvirt pollsters already emit for it.
 """
 
 from ceilometer import sample as ceilometer_sample
-from ceilometer.polling import plugin_base
 from oslo_log import log as logging
 
 from smartos_telemetry.errors import TelemetryError
-from smartos_telemetry.polling import telemetry_service
-from smartos_telemetry.polling.pollsters import zone_metadata, zone_owner, zone_resource_id
+from smartos_telemetry.polling.pollsters import (
+    PlatformCountersPollster,
+    zone_metadata,
+    zone_owner,
+    zone_resource_id,
+)
 
 LOG = logging.getLogger(__name__)
 
-_ELSEWHERE_LOGGED = False
 
-
-class CgroupFamilyPollster(plugin_base.PollsterBase):
+class CgroupFamilyPollster(PlatformCountersPollster):
     """The counters of one family, from the zones' cgroup files."""
 
+    platform_flag = "has_cgroup_counters"
+    counters = "cgroup"
+    platform_name = "Linux"
     family = None
 
-    @property
-    def default_discovery(self):
-        """``local_zones`` on Linux; elsewhere no discovery, so that
-        ceilometer skips these pollsters quietly (no resources)."""
-        service = telemetry_service.get_service(self.conf)
-        if service.platform.has_cgroup_counters:
-            return "local_zones"
-        global _ELSEWHERE_LOGGED
-        if not _ELSEWHERE_LOGGED:
-            _ELSEWHERE_LOGGED = True
-            LOG.info("smartos-telemetry: the cgroup counter pollsters (%s) exist on Linux "
-                     "only; not polled on %s", ", ".join(CGROUP_POLLSTERS), service.platform)
-        return None
+    @classmethod
+    def family_names(cls):
+        return CGROUP_POLLSTERS
 
     def get_samples(self, manager, cache, resources):
         from smartos_telemetry.meters.cgroup_counters import BY_NAME
         from smartos_telemetry.zones.linux_cgroups import identity
 
-        service = telemetry_service.get_service(self.conf)
-        if not service.platform.has_cgroup_counters:
+        service = self._service_with_counters()
+        if service is None:
             return
         zones = {}
         for zone in resources:  # the live zones come first: a re-created cgroup's

@@ -190,10 +190,49 @@ class EngineRestarts(HostHealthPollster):
     meter = "telemetry.engine.restarts"
 
 
-_KSTAT_ELSEWHERE_LOGGED = False
+#: the ``counters`` of the platform-only families that said, once per agent,
+#: that this platform has none of them: one line, not one per pollster and cycle
+_SAID_NOT_HERE = set()
 
 
-class KstatFamilyPollster(plugin_base.PollsterBase):
+class PlatformCountersPollster(plugin_base.PollsterBase):
+    """Base of the counter-family pollsters only one platform can feed (the
+    SmartOS kstats, the Linux cgroup files).  Registered in a namespace every
+    platform loads, so elsewhere they must stand down quietly."""
+
+    #: the :class:`~smartos_telemetry.platform.base.Platform` flag that says
+    #: this platform has these counters
+    platform_flag = None
+    #: what the families are fed by, and the platform that has it (the log line's words)
+    counters = None
+    platform_name = None
+
+    @classmethod
+    def family_names(cls):
+        """The entry-point names of every pollster of these families."""
+        raise NotImplementedError
+
+    def _service_with_counters(self):
+        """This agent's service, or None where its platform lacks these counters."""
+        service = telemetry_service.get_service(self.conf)
+        return service if getattr(service.platform, self.platform_flag) else None
+
+    @property
+    def default_discovery(self):
+        """``local_zones`` where the platform has the counters; elsewhere no
+        discovery, so that ceilometer skips these pollsters quietly (no
+        resources)."""
+        if self._service_with_counters() is not None:
+            return "local_zones"
+        if self.counters not in _SAID_NOT_HERE:
+            _SAID_NOT_HERE.add(self.counters)
+            LOG.info("smartos-telemetry: the %s counter pollsters (%s) exist on %s only; "
+                     "not polled on %s", self.counters, ", ".join(self.family_names()),
+                     self.platform_name, telemetry_service.get_service(self.conf).platform)
+        return None
+
+
+class KstatFamilyPollster(PlatformCountersPollster):
     """SmartOS: the counters one kstat module keeps per zone (``cpu``,
     ``cpu.cap``, ``memory``, ``disk.vfs``, ``disk.zfs``, ``network``), with
     Ceilometer's names where one exists (kstat_counters.py lists them).
@@ -203,27 +242,20 @@ class KstatFamilyPollster(plugin_base.PollsterBase):
     ceilometer's per-interface network meters do.
     """
 
+    platform_flag = "has_kstat_counters"
+    counters = "kstat"
+    platform_name = "SmartOS"
     module = None
 
-    @property
-    def default_discovery(self):
-        """``local_zones`` on SmartOS; elsewhere no discovery, so that
-        ceilometer skips these pollsters quietly (no resources)."""
-        service = telemetry_service.get_service(self.conf)
-        if service.platform.has_kstat_counters:
-            return "local_zones"
-        global _KSTAT_ELSEWHERE_LOGGED
-        if not _KSTAT_ELSEWHERE_LOGGED:
-            _KSTAT_ELSEWHERE_LOGGED = True
-            LOG.info("smartos-telemetry: the kstat counter pollsters (%s) exist on SmartOS "
-                     "only; not polled on %s", ", ".join(KSTAT_POLLSTERS), service.platform)
-        return None
+    @classmethod
+    def family_names(cls):
+        return KSTAT_POLLSTERS
 
     def get_samples(self, manager, cache, resources):
         from smartos_telemetry.meters.kstat_counters import BY_NAME
 
-        service = telemetry_service.get_service(self.conf)
-        if not service.platform.has_kstat_counters:
+        service = self._service_with_counters()
+        if service is None:
             return
         try:
             reading = service.kstat_reading_for_cycle(cache)
