@@ -95,13 +95,12 @@ the functions named are the kernel's):
 
 import errno
 import os
-import threading
 import time
 import typing
 
 from oslo_log import log as logging
 
-from smartos_telemetry.meters.accumulator import Accumulator
+from smartos_telemetry.meters.kernel_counters import KernelCounterTotals
 from smartos_telemetry.meters.reduce import MeterSample
 from smartos_telemetry.zones.linux_cgroups import identity, os_path
 
@@ -305,61 +304,33 @@ def read_file(path):
     return data.decode("ascii")  # the kernel writes these files in ASCII
 
 
-class CgroupCounters:
+class CgroupCounters(KernelCounterTotals):
     """Per-zone counters from each zone's cgroup files, one :meth:`poll` at a time.
 
     ``root``: the unified hierarchy's mount point (``CgroupZones.root``);
     ``ttl``, ``max_zones``: how long a zone unseen is remembered and how
-    many are, per meter (the accumulators' bounds).
+    many are, per meter (the accumulators' bounds).  What was read is a
+    zone's cgroup, its identity the cgroup id.
     """
+
+    source = "cgroup"
+    meters = BY_NAME
+    identities_key = "cgroups"
 
     def __init__(self, root, ttl=900.0, max_zones=10000, clock=time.monotonic,
                  reader=read_file):
+        super().__init__(ttl, max_zones, clock)
         self.root = root.rstrip("/")
-        self.ttl = ttl
-        self.max_zones = max_zones
-        self.clock = clock
         self.reader = reader
-        self._accumulators = {}
         self._fed = {}  # (meter, key) -> the last value handed to the accumulator
         self._base = {}  # (meter, key) -> what the cgroup's value lost (io.stat devices)
-        self._idents = {}  # key -> (cgroup id, last seen)
         self._told = set()  # files whose absence was logged
         self._bad = set()  # (zone, file) unreadable or malformed at the last poll
-        self._lock = threading.Lock()  # one poll at a time: the totals are shared
 
-    # -- kept between agent runs ---------------------------------------------------
-    def export(self):
-        """What the next agent needs: ``{"counters": {meter: {key: Saved with
-        the last raw value}}, "cgroups": {key: (cgroup id, unseen)}}``.  The
-        kernel goes on counting while the agent is away: the next agent adds
-        what the same cgroup gained over the saved value, or, if the cgroup
-        was re-created meanwhile, all of its new value."""
-        with self._lock:
-            now = self.clock()
-            return {"counters": {name: acc.export(with_raw=True)
-                                 for name, acc in self._accumulators.items()},
-                    "cgroups": {k: (ident, now - at) for k, (ident, at) in self._idents.items()}}
-
-    def carry(self, saved):
-        """Put back what :meth:`export` gave, before the first poll."""
-        with self._lock:
-            now = self.clock()
-            for name, zones in saved.get("counters", {}).items():
-                if name in BY_NAME and BY_NAME[name].type == C:
-                    acc = self._acc(name)
-                    for key, entry in zones.items():
-                        if acc.carry(key, entry) and entry.raw is not None:
-                            self._fed[(name, key)] = entry.raw
-            for key, (ident, unseen) in saved.get("cgroups", {}).items():
-                self._idents.setdefault(key, (ident, now - unseen))
-
-    def _acc(self, name):
-        acc = self._accumulators.get(name)
-        if acc is None:
-            acc = self._accumulators[name] = Accumulator(
-                f"cgroup:{name}", ttl=self.ttl, max_zones=self.max_zones, clock=self.clock)
-        return acc
+    def _carried(self, name, key, entry):
+        # the saved raw value was the last one fed: _rebase measures a drop from it
+        if entry.raw is not None:
+            self._fed[(name, key)] = entry.raw
 
     # -- one poll -------------------------------------------------------------------
     def read_zone(self, zone):

@@ -117,14 +117,13 @@ Traps, and what is done about them:
   (``cpucaps.c``), read as a restart like a wrap.
 """
 
-import threading
 import time
 import typing
 
 from oslo_log import log as logging
 
 from smartos_telemetry.commands import run_command
-from smartos_telemetry.meters.accumulator import Accumulator
+from smartos_telemetry.meters.kernel_counters import KernelCounterTotals
 from smartos_telemetry.meters.reduce import MeterSample
 from smartos_telemetry.zones.smartos_vmadm import GLOBAL_ZONE
 
@@ -292,62 +291,33 @@ class KstatReading(typing.NamedTuple):
     bad_values: int
 
 
-class KstatCounters:
+class KstatCounters(KernelCounterTotals):
     """Per-zone counters from one ``kstat -p`` run per :meth:`poll`.
 
     ``kstat``: the command's path; ``timeout``: seconds one run may take;
     ``page_size``: bytes per page (``pagesize(1)``; 4096 on x86) for
     ``memory.swap.in``; ``ttl``, ``max_zones``: how long a zone unseen is
     remembered and how many are, per meter (the accumulators' bounds).
+    What was read is a kstat, keyed ``(module, key)``, its identity
+    ``(instance, name, crtime)``.
     """
+
+    source = "kstat"
+    meters = BY_NAME
+    identities_key = "kstats"
 
     def __init__(self, kstat="/usr/bin/kstat", timeout=30.0, page_size=4096, ttl=900.0,
                  max_zones=10000, clock=time.monotonic):
+        super().__init__(ttl, max_zones, clock)
         self.argv = [kstat, "-p", *KSTAT_SELECTORS]
         self.timeout = timeout
         self.page_size = page_size
         # what memory_cap physcap reads for an uncapped zone (see the docstring)
         self.no_cap = (0, UINT64_MAX, UINT32_MAX * page_size)
-        self.ttl = ttl
-        self.max_zones = max_zones
-        self.clock = clock
-        self._accumulators = {}
-        self._idents = {}  # (module, key) -> (kstat identity, last seen)
-        self._lock = threading.Lock()  # one fold at a time: the totals are shared
 
-    # -- kept between agent runs ---------------------------------------------------
-    def export(self):
-        """What the next agent needs so that a restart loses nothing:
-        ``{"counters": {meter: {key: Saved with the last raw value}},
-        "kstats": {(module, key): ((instance, name, crtime), unseen)}}``.
-        The kernel goes on counting while the agent is away: the next agent
-        adds what a kstat gained over the saved raw value, or, if the kstat
-        was re-created meanwhile (zone reboot, host reboot), all of its new
-        value."""
-        with self._lock:
-            now = self.clock()
-            return {"counters": {name: acc.export(with_raw=True)
-                                 for name, acc in self._accumulators.items()},
-                    "kstats": {k: (ident, now - at) for k, (ident, at) in self._idents.items()}}
-
-    def carry(self, saved):
-        """Put back what :meth:`export` gave, before the first poll."""
-        with self._lock:
-            now = self.clock()
-            for name, zones in saved.get("counters", {}).items():
-                if name in BY_NAME and BY_NAME[name].type == C:
-                    acc = self._acc(name)
-                    for key, entry in zones.items():
-                        acc.carry(key, entry)
-            for k, (ident, unseen) in saved.get("kstats", {}).items():
-                self._idents.setdefault(k, (tuple(ident), now - unseen))
-
-    def _acc(self, name):
-        acc = self._accumulators.get(name)
-        if acc is None:
-            acc = self._accumulators[name] = Accumulator(
-                f"kstat:{name}", ttl=self.ttl, max_zones=self.max_zones, clock=self.clock)
-        return acc
+    @staticmethod
+    def _saved_identity(ident):
+        return tuple(ident)  # JSON gives the identity back as a list
 
     def _scale(self, meter):
         return self.page_size / MIB if meter.name == "memory.swap.in" else meter.scale
