@@ -732,8 +732,17 @@ def capacity(results, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hosts", type=int, default=2)
+    configs = "\n".join(
+        f"  {name:14} {incoming} incoming, {workers} metricd worker(s), statistics "
+        f"{','.join(stats)}, gauge policy {','.join(methods) if methods else 'as shipped'}"
+        for name, (incoming, workers, stats, methods) in CONFIGS.items())
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"configurations (--configs):\n{configs}\n\nexample: a 200-zone fleet, "
+               "two configurations, figures to a file of its own:\n  bench/fleet_gnocchi.py "
+               "--hosts 10 --zones 20 --configs redis-1,cheap-redis-2 "
+               "--out bench/results/fleet_gnocchi_200.txt")
+    parser.add_argument("--hosts", type=int, default=2, help="simulated compute hosts")
     parser.add_argument("--zones", type=int, default=10, help="zones per host")
     parser.add_argument("--polls", type=int, default=2, help="steady polls")
     parser.add_argument("--batch", type=int, default=3, help="polls sent at once")
@@ -746,9 +755,11 @@ def main(argv=None):
                         help="seconds one poll may take to be processed")
     parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
                         help=f"comma-separated, of {', '.join(CONFIGS)}")
-    parser.add_argument("--port-base", type=int, default=17000)
+    parser.add_argument("--port-base", type=int, default=17000,
+                        help="first of the ports the stacks listen on (127.0.0.1)")
     parser.add_argument("--out", default=os.path.join(REPO, "bench", "results",
-                                                      "fleet_gnocchi.txt"))
+                                                      "fleet_gnocchi.txt"),
+                        help="where the figures are written (default: %(default)s)")
     args = parser.parse_args(argv)
     names = [n for n in args.configs.split(",") if n]
     bad = [n for n in names if n not in CONFIGS]
