@@ -39,8 +39,6 @@ import datetime
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,13 +49,10 @@ import uuid
 
 import pytest
 import yaml
-from gnocchiclient import auth as gnocchi_auth
-from gnocchiclient import client as gnocchi_client
+from fullstack_helpers import FULLSTACK, REPO, free_ports, gnocchi, kill_left, listeners, read_pids
 from gnocchiclient import exceptions as gnocchi_exceptions
-from keystoneauth1 import session as ks_session
 from linux_workloads import (
     loopback_acceptor,
-    pid_alive,
     python_in,
     scratch_cgroups,
     start_in,
@@ -66,8 +61,6 @@ from linux_workloads import (
 
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FULLSTACK = os.path.join(REPO, "tools", "fullstack")
 CONSUMERS = os.path.join(REPO, "tools", "consumers")
 SHIPPED_METRICS = os.path.join(REPO, "etc", "cloudkitty", "metrics.yml")
 RESOURCES = os.path.join(REPO, "smartos_telemetry", "gnocchi", "resources.yaml")
@@ -100,41 +93,12 @@ for line in sys.stdin:
     print("done", flush=True)
 """
 
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def listeners(ports):
-    out = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if int(line.split()[3].rsplit(":", 1)[1]) in ports]
-
-
-def read_pids(path):
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
 class Stack:
     def __init__(self, env, cgroups, billed):
         self.env = env
         self.cgroups = cgroups
         self.billed = billed
-        self.gnocchi = gnocchi_client.Client("1", session=ks_session.Session(
-            auth=gnocchi_auth.GnocchiBasicPlugin(
-                user="admin", endpoint=f"http://127.0.0.1:{env['GNOCCHI_PORT']}")))
+        self.gnocchi = gnocchi(f"http://127.0.0.1:{env['GNOCCHI_PORT']}")
         self.aodh_url = f"http://127.0.0.1:{env['AODH_PORT']}"
 
     def consumers(self, *args, timeout=300):
@@ -213,7 +177,7 @@ def stack():
             try:
                 up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True,
                                     text=True, timeout=240)
-                stack_pids = read_pids(os.path.join(stack_dir, "pids.json"))
+                stack_pids = read_pids(stack_dir)
                 assert up.returncode == 0, up.stderr[-3000:]
                 s = Stack(env, cg, billed)
                 # Aodh starts while CloudKitty's database and prices are set up
@@ -236,19 +200,13 @@ def stack():
                 yield s
             finally:
                 stop(*procs)  # before the zones' cgroups are removed
-                consumer_pids = read_pids(os.path.join(stack_dir, "consumers", "pids.json"))
+                consumer_pids = read_pids(os.path.join(stack_dir, "consumers"))
                 for tool in (CONSUMERS, FULLSTACK):
                     downs.append(subprocess.run([tool, "down"], env=env, capture_output=True,
                                                 text=True, timeout=180))
-                stack_pids = stack_pids or read_pids(os.path.join(stack_dir, "pids.json"))
+                stack_pids = stack_pids or read_pids(stack_dir)
     finally:
-        started = {**stack_pids, **consumer_pids}
-        left = [(name, pid) for name, pid in started.items() if pid_alive(pid)]
-        for _, pid in left:  # never leave anything running, even when down failed
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = kill_left({**stack_pids, **consumer_pids})
         shutil.rmtree(stack_dir, ignore_errors=True)
     for down in downs:
         assert down.returncode == 0, down.stderr[-3000:]

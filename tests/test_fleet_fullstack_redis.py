@@ -7,42 +7,20 @@ runs two processing workers; a measure posted to the API is processed;
 ``down`` stops Redis with the rest and leaves no process or listener.
 """
 
-import json
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 
 import pytest
 import requests
+from fullstack_helpers import FULLSTACK, free_ports, listening, read_pids
 from linux_workloads import pid_alive, wait_for
 
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FULLSTACK = os.path.join(REPO, "tools", "fullstack")
 AUTH = ("admin", "")
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def listening(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def proc_uid(pid):
@@ -63,8 +41,7 @@ def test_redis_incoming_and_two_metricd_workers_start_work_and_stop_by_pid():
     try:
         up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
                             timeout=240)
-        with open(os.path.join(stack_dir, "pids.json")) as f:
-            pids = json.load(f)
+        pids = read_pids(stack_dir)
         assert up.returncode == 0, up.stderr[-3000:]
         assert set(pids) == {"postgresql", "redis", "gnocchi-api", "gnocchi-metricd"}
         redis_pid = pids["redis"]

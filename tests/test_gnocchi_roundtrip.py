@@ -14,29 +14,22 @@ stops everything by PID, also when the test fails, and the test checks
 that none of those PIDs and no listener on the stack's ports is left.
 """
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
 import pytest
-from gnocchiclient import auth as gnocchi_auth
-from gnocchiclient import client as gnocchi_client
-from keystoneauth1 import session as ks_session
-from linux_workloads import pid_alive, python_in, scratch_cgroups, start_in, stop
+from fullstack_helpers import FULLSTACK, free_ports, gnocchi, kill_left, listeners, read_pids
+from linux_workloads import python_in, scratch_cgroups, start_in, stop
 
 from smartos_telemetry.meters import catalogue
 from smartos_telemetry.meters.cgroup_counters import BY_NAME as CGROUP_METERS
 
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FULLSTACK = os.path.join(REPO, "tools", "fullstack")
 HOST = "st-fullstack-cn1"
 INTERVAL = 5
 GRANULARITY = 60  # the shipped archive policies' finest
@@ -83,19 +76,6 @@ finally:
 """
 
 
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def linux_samples():
     """``{name: type}`` of every per-zone sample we emit on Linux (bpftrace here)."""
     return {name: kind for m in catalogue.meters_for("linux", "bpftrace")
@@ -111,11 +91,6 @@ def cgroup_samples(path):
     return {name: CGROUP_METERS[name].type for name in names}
 
 
-def gnocchi(endpoint):
-    plugin = gnocchi_auth.GnocchiBasicPlugin(user="admin", endpoint=endpoint)
-    return gnocchi_client.Client("1", session=ks_session.Session(auth=plugin))
-
-
 def find_resource(g, resource_type, original_id):
     found = g.resource.search(resource_type=resource_type,
                               query={"=": {"original_resource_id": original_id}})
@@ -126,12 +101,6 @@ def measures(g, metric_id, kind):
     aggregation = "mean" if kind == "gauge" else "max"  # a counter's max is its last value
     return g.metric.get_measures(metric_id, aggregation=aggregation,
                                  granularity=GRANULARITY, refresh=True)
-
-
-def listeners(ports):
-    out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
-    return [line for line in out.splitlines()
-            if int(line.split()[3].rsplit(":", 1)[1]) in ports]
 
 
 @pytest.fixture(scope="module")
@@ -180,12 +149,7 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
         check_host(host, t_start, t_end)
         check_instance(instance)
     finally:
-        left = [(name, pid) for name, pid in pids.items() if pid_alive(pid)]
-        for _, pid in left:  # never leave anything running, even when down failed
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = kill_left(pids)
         shutil.rmtree(stack_dir, ignore_errors=True)
     assert down.returncode == 0, down.stderr[-3000:]
     assert set(pids) >= {"postgresql", "epmd", "rabbitmq", "gnocchi-api", "gnocchi-metricd",
@@ -193,14 +157,6 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
     assert not left, f"left running after down: {left}"
     assert not listeners(ports), listeners(ports)
     assert time.time() - t_start < 180
-
-
-def read_pids(stack_dir):
-    try:
-        with open(os.path.join(stack_dir, "pids.json")) as f:
-            return json.load(f)
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 def wait_for_every_meter(g, stack_dir, counters, timeout=120):

@@ -17,15 +17,13 @@ import datetime
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 
 import pytest
 import yaml
-from linux_workloads import pid_alive
-from test_gnocchi_roundtrip import FULLSTACK, free_ports, gnocchi, listeners, read_pids
+from fullstack_helpers import FULLSTACK, free_ports, gnocchi, kill_left, listeners, read_pids
 
 from smartos_telemetry.gnocchi import upgrade as gnocchi_upgrade
 
@@ -59,12 +57,7 @@ def stack():
         down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True, text=True,
                               timeout=180)
         pids = pids or read_pids(stack_dir)
-        left = [(name, pid) for name, pid in pids.items() if pid_alive(pid)]
-        for _, pid in left:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        left = kill_left(pids)
         shutil.rmtree(stack_dir, ignore_errors=True)
     assert down.returncode == 0, down.stderr[-3000:]
     assert not left, f"left running after down: {left}"

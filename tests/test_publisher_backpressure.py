@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 from ceilometer import sample as ceilometer_sample
+from fullstack_helpers import FULLSTACK, free_ports, kill_left, listening, read_pids
 from linux_workloads import pid_alive, wait_for
 from oslo_utils import netutils
 
@@ -39,23 +39,10 @@ from smartos_telemetry.zones import Zone
 
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FULLSTACK = os.path.join(REPO, "tools", "fullstack")
 AGENT_HOST = "bp-notification-1"
 ZONE = Zone(7, "tenant-bp", "cgroup", None, "/tenants/tenant-bp", (("project_id", "p-bp"),))
 AUTH = ("admin", "")
 PUBLISHER_LOG = zone_publisher.__name__
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def samples(total, p99, when):
@@ -67,14 +54,6 @@ def samples(total, p99, when):
         for name, kind, unit, volume in (
             ("network.tcp.retransmits", "cumulative", "segment", total),
             ("cpu.runqueue.latency.p99", "gauge", "ns", p99))]
-
-
-def listening(port):
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 class Records(logging.Handler):
@@ -111,8 +90,7 @@ def test_a_gnocchi_that_refuses_is_logged_once_counted_and_nothing_billed_is_los
     try:
         up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
                             timeout=240)
-        with open(os.path.join(stack_dir, "pids.json")) as f:
-            pids = json.load(f)
+        pids = read_pids(stack_dir)
         assert up.returncode == 0, up.stderr[-3000:]
         conf = gnocchi_upgrade.load_conf([os.path.join(stack_dir, "ceilometer",
                                                        "ceilometer.conf")])
@@ -183,12 +161,7 @@ def test_a_gnocchi_that_refuses_is_logged_once_counted_and_nothing_billed_is_los
         root.removeHandler(handler)
         down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True, text=True,
                               timeout=180)
-        for pid in pids.values():
-            if pid_alive(pid):
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_left(pids)
         if api is not None:
             api.wait(timeout=30)
         shutil.rmtree(stack_dir, ignore_errors=True)
