@@ -8,22 +8,17 @@ interval: discovery, then the pollsters (which share one reduction).
 
 import contextlib
 
-from oslo_config import cfg
+from agent_conf import linux_agent_conf
 
-from smartos_telemetry.polling import opts, telemetry_service
+from smartos_telemetry.polling import telemetry_service
 
 
 @contextlib.contextmanager
 def real_service(parent_rel, **smartos):
     """A started service whose zones are the cgroups below ``parent_rel``
     (a path under the unified root); ``smartos`` sets ``[smartos]`` options."""
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[])
-    conf.register_opt(cfg.StrOpt("host", default="cn-test"))
-    opts.register(conf)
-    conf.set_override("platform", "linux", group="smartos")
+    conf = linux_agent_conf("", host="cn-test")
     conf.set_override("engine", "bpftrace", group="smartos")
-    conf.set_override("state_file", "", group="smartos")
     conf.set_override("plain_parents", [parent_rel], group="smartos")
     for name, value in smartos.items():
         conf.set_override(name, value, group="smartos")

@@ -451,16 +451,11 @@ class Layer:
 
 def service_for(tmp_path, state_file):
     """A new agent process's service (a fresh conf: nothing shared)."""
-    from oslo_config import cfg
+    from agent_conf import linux_agent_conf
 
-    from smartos_telemetry.polling import opts, telemetry_service
+    from smartos_telemetry.polling import telemetry_service
 
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[])
-    conf.register_opt(cfg.StrOpt("host", default="cn1"))
-    opts.register(conf)
-    conf.set_override("platform", "linux", group="smartos")
-    conf.set_override("state_file", str(state_file), group="smartos")
+    conf = linux_agent_conf(state_file)
     service = telemetry_service.TelemetryService(conf)
     service._zones = Layer(tmp_path / "root")
     telemetry_service._SERVICES[id(conf)] = service

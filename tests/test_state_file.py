@@ -15,13 +15,13 @@ import subprocess
 import sys
 
 import pytest
-from oslo_config import cfg
+from agent_conf import linux_agent_conf
 
 from smartos_telemetry.meters import saved_totals
 from smartos_telemetry.meters.kstat_counters import KstatCounters
 from smartos_telemetry.meters.saved_totals import SavedTotals, StateFile
 from smartos_telemetry.platform.linux import Linux
-from smartos_telemetry.polling import opts, telemetry_service
+from smartos_telemetry.polling import telemetry_service
 from smartos_telemetry.snapshot import Aggregation, EngineHealth, Histogram, Snapshot
 from smartos_telemetry.zones import Zone
 
@@ -271,12 +271,7 @@ class Layer:
 def agent(monkeypatch, state_file, zones):
     """A new agent process's service (a fresh conf: nothing shared)."""
     monkeypatch.setattr(telemetry_service, "EngineSet", Engines)
-    conf = cfg.ConfigOpts()
-    conf([], default_config_files=[])
-    conf.register_opt(cfg.StrOpt("host", default="cn1"))
-    opts.register(conf)
-    conf.set_override("platform", "linux", group="smartos")
-    conf.set_override("state_file", str(state_file), group="smartos")
+    conf = linux_agent_conf(state_file)
     service = telemetry_service.TelemetryService(conf)
     service.platform = BpftraceLinux()
     service._zones = Layer(zones)
