@@ -79,3 +79,20 @@ def gnocchi(endpoint):
     """A gnocchiclient for the stack's Gnocchi (basic auth, as the stack runs it)."""
     plugin = gnocchi_auth.GnocchiBasicPlugin(user="admin", endpoint=endpoint)
     return gnocchi_client.Client("1", session=ks_session.Session(auth=plugin))
+
+
+def stack_up(env):
+    """``tools/fullstack up`` with ``env`` (its STACK_DIR, ports and options):
+    ``(the finished process, {service: pid} it recorded)``.  The PIDs come
+    back even when ``up`` failed, so that the caller can stop whatever did
+    start before it asserts on the process."""
+    up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
+                        timeout=240)
+    return up, read_pids(env["STACK_DIR"])
+
+
+def stack_down(env, tool=FULLSTACK):
+    """``down`` of ``tool`` (``tools/fullstack``, or ``tools/consumers`` on top
+    of it) with the ``env`` it was started with: the finished process."""
+    return subprocess.run([tool, "down"], env=env, capture_output=True, text=True,
+                          timeout=180)

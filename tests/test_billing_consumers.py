@@ -49,7 +49,17 @@ import uuid
 
 import pytest
 import yaml
-from fullstack_helpers import FULLSTACK, REPO, free_ports, gnocchi, kill_left, listeners, read_pids
+from fullstack_helpers import (
+    FULLSTACK,
+    REPO,
+    free_ports,
+    gnocchi,
+    kill_left,
+    listeners,
+    read_pids,
+    stack_down,
+    stack_up,
+)
 from gnocchiclient import exceptions as gnocchi_exceptions
 from linux_workloads import (
     loopback_acceptor,
@@ -175,9 +185,7 @@ def stack():
             procs.append(billed)
             assert billed.stdout.readline().strip() == "ready"
             try:
-                up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True,
-                                    text=True, timeout=240)
-                stack_pids = read_pids(stack_dir)
+                up, stack_pids = stack_up(env)
                 assert up.returncode == 0, up.stderr[-3000:]
                 s = Stack(env, cg, billed)
                 # Aodh starts while CloudKitty's database and prices are set up
@@ -202,8 +210,7 @@ def stack():
                 stop(*procs)  # before the zones' cgroups are removed
                 consumer_pids = read_pids(os.path.join(stack_dir, "consumers"))
                 for tool in (CONSUMERS, FULLSTACK):
-                    downs.append(subprocess.run([tool, "down"], env=env, capture_output=True,
-                                                text=True, timeout=180))
+                    downs.append(stack_down(env, tool))
                 stack_pids = stack_pids or read_pids(stack_dir)
     finally:
         left = kill_left({**stack_pids, **consumer_pids})

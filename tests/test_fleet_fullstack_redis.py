@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 import requests
-from fullstack_helpers import FULLSTACK, free_ports, listening, read_pids
+from fullstack_helpers import FULLSTACK, free_ports, listening, stack_down, stack_up
 from linux_workloads import pid_alive, wait_for
 
 pytestmark = pytest.mark.root
@@ -39,9 +39,7 @@ def test_redis_incoming_and_two_metricd_workers_start_work_and_stop_by_pid():
     endpoint = f"http://127.0.0.1:{gnocchi_port}"
     pids = {}
     try:
-        up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
-                            timeout=240)
-        pids = read_pids(stack_dir)
+        up, pids = stack_up(env)
         assert up.returncode == 0, up.stderr[-3000:]
         assert set(pids) == {"postgresql", "redis", "gnocchi-api", "gnocchi-metricd"}
         redis_pid = pids["redis"]
@@ -73,8 +71,7 @@ def test_redis_incoming_and_two_metricd_workers_start_work_and_stop_by_pid():
         assert wait_for(lambda: processed() == [["2026-12-01T12:00:00+00:00", 60.0, 7.5]],
                         60, interval=0.5), processed()
     finally:
-        down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True, text=True,
-                              timeout=180)
+        down = stack_down(env)
         shutil.rmtree(stack_dir, ignore_errors=True)
     assert down.returncode == 0, down.stderr[-3000:]
     assert not any(pid_alive(pid) for pid in pids.values())

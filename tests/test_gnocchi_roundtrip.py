@@ -22,7 +22,16 @@ import tempfile
 import time
 
 import pytest
-from fullstack_helpers import FULLSTACK, free_ports, gnocchi, kill_left, listeners, read_pids
+from fullstack_helpers import (
+    FULLSTACK,
+    free_ports,
+    gnocchi,
+    kill_left,
+    listeners,
+    read_pids,
+    stack_down,
+    stack_up,
+)
 from linux_workloads import python_in, scratch_cgroups, start_in, stop
 
 from smartos_telemetry.meters import catalogue
@@ -128,9 +137,7 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
             work = start_in(cg["tenant-a"], [sys.executable, "-c", ZONE_WORKLOAD, stack_dir])
             procs.append(work)
             try:
-                up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True,
-                                    text=True, timeout=240)
-                pids = read_pids(stack_dir)
+                up, pids = stack_up(env)
                 assert up.returncode == 0, up.stderr[-3000:]
                 counters = cgroup_samples(cg["tenant-a"])
                 zone, host = wait_for_every_meter(gnocchi(endpoint), stack_dir, counters)
@@ -141,8 +148,7 @@ def test_zone_meters_reach_gnocchi_and_come_back(stack_setup):
                 work.terminate()  # removes its scratch file
                 stop(*procs)
                 t_end = time.time()
-                down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True,
-                                      text=True, timeout=180)
+                down = stack_down(env)
                 pids = pids or read_pids(stack_dir)
         check_zone(zone, t_start, t_end, counters)
         assert policy == "smartos-telemetry-counter-v2"  # cpu is cumulative

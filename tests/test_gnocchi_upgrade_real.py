@@ -23,7 +23,16 @@ import tempfile
 
 import pytest
 import yaml
-from fullstack_helpers import FULLSTACK, free_ports, gnocchi, kill_left, listeners, read_pids
+from fullstack_helpers import (
+    FULLSTACK,
+    free_ports,
+    gnocchi,
+    kill_left,
+    listeners,
+    read_pids,
+    stack_down,
+    stack_up,
+)
 
 from smartos_telemetry.gnocchi import upgrade as gnocchi_upgrade
 
@@ -47,15 +56,12 @@ def stack():
         map(str, ports), strict=True))}
     pids = {}
     try:
-        up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
-                            timeout=240)
-        pids = read_pids(stack_dir)
+        up, pids = stack_up(env)
         assert up.returncode == 0, up.stderr[-3000:]
         yield gnocchi(f"http://127.0.0.1:{ports[0]}"), os.path.join(
             stack_dir, "ceilometer", "ceilometer.conf")
     finally:
-        down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True, text=True,
-                              timeout=180)
+        down = stack_down(env)
         pids = pids or read_pids(stack_dir)
         left = kill_left(pids)
         shutil.rmtree(stack_dir, ignore_errors=True)

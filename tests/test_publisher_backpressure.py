@@ -28,7 +28,14 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 from ceilometer import sample as ceilometer_sample
-from fullstack_helpers import FULLSTACK, free_ports, kill_left, listening, read_pids
+from fullstack_helpers import (
+    FULLSTACK,
+    free_ports,
+    kill_left,
+    listening,
+    stack_down,
+    stack_up,
+)
 from linux_workloads import pid_alive, wait_for
 from oslo_utils import netutils
 
@@ -88,9 +95,7 @@ def test_a_gnocchi_that_refuses_is_logged_once_counted_and_nothing_billed_is_los
     root.addHandler(handler)
     pids, api = {}, None
     try:
-        up = subprocess.run([FULLSTACK, "up"], env=env, capture_output=True, text=True,
-                            timeout=240)
-        pids = read_pids(stack_dir)
+        up, pids = stack_up(env)
         assert up.returncode == 0, up.stderr[-3000:]
         conf = gnocchi_upgrade.load_conf([os.path.join(stack_dir, "ceilometer",
                                                        "ceilometer.conf")])
@@ -159,8 +164,7 @@ def test_a_gnocchi_that_refuses_is_logged_once_counted_and_nothing_billed_is_los
         assert [m[2] for m in p99] == [1000.0, 2000.0, 2100.0], p99
     finally:
         root.removeHandler(handler)
-        down = subprocess.run([FULLSTACK, "down"], env=env, capture_output=True, text=True,
-                              timeout=180)
+        down = stack_down(env)
         kill_left(pids)
         if api is not None:
             api.wait(timeout=30)
