@@ -29,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import results_file  # noqa: E402
 from bpf_stats import (  # noqa: E402
     EmptyRawTracepoint,
     cost_lines,
@@ -91,11 +92,7 @@ def main():
                           ("one map lookup per sched_switch", lookup)) if cost]
             lines += cost_lines(costs, baselines)
             lines.append("")
-    text = "\n".join(lines)
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        f.write(text)
-    print(text)
+    results_file.write(RESULTS, "\n".join(lines))
     return 0
 
 

@@ -33,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
+import results_file  # noqa: E402
 from bpf_stats import (  # noqa: E402
     EmptyRawTracepoint,
     cost_lines,
@@ -138,11 +139,10 @@ def main():
     finally:
         os.unlink(empty_path)
     text = "\n".join(lines)
-    if not args.script:
-        os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-        with open(RESULTS, "w") as f:
-            f.write(text)
-    print(text)
+    if args.script:
+        print(text)
+    else:
+        results_file.write(RESULTS, text)
     return 0
 
 

@@ -30,6 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+import results_file  # noqa: E402
 from bpf_stats import per_event, stats_enabled  # noqa: E402
 from libbpf_probe_cost import EmptyPrograms, LoadedObject, alone_ratio, ping_pong  # noqa: E402
 from probe_workloads import WORKLOADS  # noqa: E402
@@ -153,10 +154,7 @@ def main():
                          f"{stamp / delay:.3f}")
     finally:
         subprocess.run(["rm", "-rf", workdir], check=False)
-    text = "\n".join(lines) + "\n"
-    with open(RESULTS, "w") as f:
-        f.write(text)
-    print(text)
+    results_file.write(RESULTS, "\n".join(lines))
     return 0
 
 

@@ -54,6 +54,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+import results_file  # noqa: E402
 from bpf_stats import per_event, prog_info, prog_stats, stats_enabled  # noqa: E402
 from probe_workloads import WORKLOADS  # noqa: E402
 
@@ -480,11 +481,7 @@ def main():
     lines += snapshot_read(args.zones, args.rounds)
     lines.append("")
     lines += start_times(args.starts)
-    text = "\n".join(lines) + "\n"
-    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
-    with open(RESULTS, "w") as f:
-        f.write(text)
-    print(text)
+    results_file.write(RESULTS, "\n".join(lines))
     return 0
 
 
