@@ -3,6 +3,7 @@
 snapshot read time for 1,000 zones, and start-to-ready time.
 
 Run as root:  python bench/libbpf_probe_cost.py [--seconds 3] [--starts 5] [--no-dtrace]
+              [--only snapshot]
 
 Per meter family (run queue, disk I/O, TCP), in the SAME run and under the
 same workload (bench/probe_workloads.py; the run queue also under a pipe
@@ -463,7 +464,13 @@ def main():
                         help="also measure this commit's libbpf programs alone beside this "
                              "tree's")
     parser.add_argument("--alone-rounds", type=int, default=5)
+    parser.add_argument("--only", choices=("snapshot",),
+                        help="run only this part and print it; the results file is "
+                             "left as it is (it holds a whole run)")
     args = parser.parse_args()
+    if args.only == "snapshot":
+        print("\n".join(snapshot_read(args.zones, args.rounds)))
+        return 0
     lines = [f"libbpf engine probe cost, {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{LibbpfEngine.version()}, {BpftraceEngine.version()}, "
              f"kernel {os.uname().release}, {os.cpu_count()} CPUs",

@@ -373,3 +373,77 @@ def test_a_live_zone_forgotten_starts_again_in_a_new_slot():
             assert 0 < after.count < before.count
         finally:
             stop(proc)
+
+
+def test_every_touched_zone_decodes_as_a_bucket_by_bucket_reading_would():
+    """The snapshot decodes all touched zones of a map at once; each zone's
+    histogram must be what reading its buckets one by one gives: empty
+    histograms (no row), the first and the last (2^40 ns and up) bucket,
+    counts past 2^53, every slot up to max_zones, zones whose events land
+    in the buckets they had, in new ones, or nowhere since the last read."""
+    import random
+
+    from smartos_telemetry.engines.bpftrace import loglinear
+    from smartos_telemetry.engines.libbpf.maps import HIST_SLOTS, OVERFLOW_SLOT
+    from smartos_telemetry.errors import EngineError
+    from smartos_telemetry.snapshot import INT64_MAX, Histogram
+
+    def by_bucket(counts):
+        triples = []
+        for i in range(HIST_SLOTS):
+            if counts[i]:
+                low, high = (1 << 40, INT64_MAX) if i == OVERFLOW_SLOT else \
+                    loglinear.bucket_bounds(i)
+                triples.append((low, high, counts[i]))
+        return Histogram(triples) if triples else None
+
+    rng = random.Random(14)
+
+    def random_counts():
+        counts = [0] * HIST_SLOTS
+        shape = rng.random()
+        if shape < 0.15:
+            return counts  # empty
+        picks = rng.sample(range(HIST_SLOTS), rng.randrange(1, 80))
+        if shape < 0.5:
+            picks += [0, OVERFLOW_SLOT]
+        for i in picks:
+            counts[i] = rng.choice((1, rng.randrange(1, 10**6), (1 << 62) + rng.randrange(9)))
+        return counts
+
+    hists = ("connect_ns", "srtt_ns")
+    with engine_for("tcp.bpf.c", max_zones=64, reclaim_interval=1e9) as engine:
+        zones = engine._zones
+        rows, slots, fake = {}, {}, 10**12 + 100  # ids no cgroup has (reclaim is off)
+        while True:  # every free slot, the last one (max_zones - 1) too
+            values = {name: random_counts() for name in hists}
+            values["retransmits"] = [rng.randrange(3)]
+            try:
+                slots[fake] = zones.inject(fake, values)
+            except EngineError:
+                break
+            rows[fake] = values
+            fake += 1
+        assert zones.capacity - 1 in slots.values()
+        for round_ in range(4):
+            if round_:
+                for cg, values in rows.items():
+                    change = rng.random()
+                    for name in hists:
+                        counts = values[name]
+                        if change < 0.4:  # more events in the buckets it had
+                            values[name] = [n + rng.randrange(3) if n else 0 for n in counts]
+                        elif change < 0.7:  # and in new buckets
+                            values[name] = [max(n, m) for n, m in
+                                            zip(counts, random_counts(), strict=True)]
+                    if change < 0.7:
+                        zones.inject(cg, values)
+            snap = engine.snapshot()
+            for cg, values in rows.items():
+                for name in hists:
+                    want = by_bucket(values[name])
+                    got = snap[name].rows.get((cg,))
+                    assert got == want, (round_, cg, slots[cg], name)
+                    if got is not None:  # ints, as the other engines give
+                        assert all(type(n) is int for n in got.counts + got.lows + got.highs)
+                assert snap["retransmits"].rows.get((cg,)) == (values["retransmits"][0] or None)

@@ -47,6 +47,11 @@ HOLD = 1.0
 LOWS = tuple(loglinear.bucket_bounds(i)[0] for i in range(OVERFLOW_SLOT)) + (OVERFLOW_LOW,)
 HIGHS = tuple(loglinear.bucket_bounds(i)[1] for i in range(OVERFLOW_SLOT)) + (INT64_MAX,)
 
+#: LOWS and HIGHS as numpy object arrays, to look many slots' bounds up at
+#: once (the items are LOWS' and HIGHS' own int objects)
+_LOW_OBJECTS = np.array(LOWS, dtype=object)
+_HIGH_OBJECTS = np.array(HIGHS, dtype=object)
+
 #: maps every object has (st_common.bpf.h), sized by max_zones
 SLOT_MAPS = ("st_slot", "st_free", "st_owner", "st_touched")
 
@@ -133,6 +138,8 @@ class ZoneSlots:
                 raise EngineError("libbpf", f"map {mapped.name} has {mapped.entries} slots, "
                                             f"st_owner {self.capacity}")
         self.zones = {}      # slot -> cgroup id, of the slots the programs gave out
+        # slot -> its rows' key (cgroup id,): one tuple a zone, not one a read
+        self._row_keys = {}
         self._values = {name: {} for name in names}  # name -> {slot: int or Histogram}
         # name -> the bitmaps of every slot at the last read
         self._bits = {name: np.zeros((self.capacity, NZ_WORDS), dtype=np.uint64)
@@ -177,10 +184,11 @@ class ZoneSlots:
             for s in slots:
                 if s not in self.zones:
                     self.zones[s] = int(owner[s])
+                    self._row_keys[s] = (self.zones[s],)
             if slots:
                 self._decode(np.asarray(slots, dtype=np.intp))
-        zones = self.zones
-        return {name: {(zones[s],): v for s, v in values.items()}
+        keys = self._row_keys
+        return {name: {keys[s]: v for s, v in values.items()}
                 for name, values in self._values.items()}
 
     def _decode(self, slots):
@@ -199,24 +207,34 @@ class ZoneSlots:
         bits = mapped.view[slots, :NZ_WORDS]  # a copy
         moved = (bits != last_bits[slots]).any(axis=1)
         last_bits[slots] = bits
-        # each zone's buckets from its bitmap, then their counts in one gather
+        # every touched zone's buckets from its bitmap at once (bits past the
+        # last bucket ignored), then their counts in one gather
         flags = np.unpackbits(bits.view(np.uint8), bitorder="little").view(bool)
-        at, cols = np.divmod(np.flatnonzero(flags), NZ_WORDS * 64)
-        counts = mapped.view[slots[at], cols + NZ_WORDS].tolist()
-        bounds = np.searchsorted(at, np.arange(len(slot_list) + 1)).tolist()
-        cols = cols.tolist()
-        for j, (s, new) in enumerate(zip(slot_list, moved.tolist(), strict=True)):
-            a, z = bounds[j], bounds[j + 1]
-            if a == z:
-                continue
-            old = values.get(s) if not new else None
-            if old is not None:
-                # the usual poll: more events in the buckets it had; the
-                # bounds tuples serve again (layout comparisons downstream
-                # stay identity checks)
-                values[s] = Histogram._of(old.lows, old.highs, tuple(counts[a:z]))
-            else:
-                values[s] = histogram(cols[a:z], counts[a:z])
+        flags = flags.reshape(len(slot_list), NZ_WORDS * 64)[:, :HIST_SLOTS]
+        at, cols = np.divmod(np.flatnonzero(flags), HIST_SLOTS)
+        if not at.size:
+            return
+        bounds = np.searchsorted(at, np.arange(len(slot_list) + 1))
+        filled = np.flatnonzero(bounds[1:] != bounds[:-1])  # zones with buckets
+        keys = slots[filled].tolist()
+        olds = list(map(values.get, keys))
+        # a zone whose bitmap is the last read's has more events in the
+        # buckets it had: its bounds tuples serve again (layout comparisons
+        # downstream stay identity checks)
+        new_layout = [new or old is None
+                      for new, old in zip(moved[filled].tolist(), olds, strict=True)]
+        # one tuple per column for all the zones; a zone's tuples are slices
+        # of them (a tuple slice is one allocation, its items shared)
+        spans = list(map(slice, bounds[filled].tolist(), bounds[filled + 1].tolist()))
+        counts = tuple(mapped.view[slots[at], cols + NZ_WORDS].tolist())
+        if any(new_layout):
+            lows = tuple(_LOW_OBJECTS[cols].tolist())
+            highs = tuple(_HIGH_OBJECTS[cols].tolist())
+        of = Histogram._of
+        values.update(zip(keys, [
+            of(lows[span], highs[span], counts[span]) if new
+            else of(old.lows, old.highs, counts[span])
+            for span, old, new in zip(spans, olds, new_layout, strict=True)], strict=True))
 
     def kernel_keys(self, name):
         """Cgroup ids st_slot holds now whose ``name`` value is not zero."""
@@ -249,6 +267,7 @@ class ZoneSlots:
         seconds later (:meth:`return_held`); events written into it until
         then are handed out by that call if ``keep_late``."""
         cg = self.zones.pop(slot)
+        del self._row_keys[slot]
         self._k64[0] = cg
         self.b.lib.bpf_map_delete_elem(self._fds["st_slot"], self._k64)
         self._raise_generation()
