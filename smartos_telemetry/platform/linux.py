@@ -46,18 +46,15 @@ class CgroupCpu:
         self._last = {}  # row id -> (usage_usec, when)
 
     def _usage(self, path):
+        from smartos_telemetry.meters.cgroup_counters import parse_flat, read_file
         from smartos_telemetry.zones.linux_cgroups import os_path
 
         try:
             # a zone's path is text (linux_cgroups.name_text): the file's is its bytes
-            with open(f"{self.root}{os_path(path)}/cpu.stat", encoding="ascii") as f:
-                for line in f:
-                    name, _, value = line.partition(" ")
-                    if name == "usage_usec":
-                        return int(value)
-        except (OSError, ValueError):
-            pass
-        return None
+            return parse_flat(read_file(f"{self.root}{os_path(path)}/cpu.stat")).get(
+                "usage_usec")
+        except (OSError, ValueError):  # Malformed and UnicodeDecodeError are ValueErrors
+            return None
 
     def read(self, paths):
         """``{row id: percent of one CPU since the last read}`` for ``{row id: cgroup
