@@ -60,8 +60,6 @@ int bpf_map_update_elem(int fd, const void *key, const void *value, uint64_t fla
 int bpf_map_delete_elem(int fd, const void *key);
 int bpf_map_lookup_and_delete_elem(int fd, const void *key, void *value);
 int bpf_map_get_next_key(int fd, const void *key, void *next_key);
-int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys,
-                         void *values, uint32_t *count, const void *opts);
 
 int libbpf_num_possible_cpus(void);
 uint32_t libbpf_major_version(void);
