@@ -8,6 +8,9 @@
   the BPF objects (d_scripts/linux/*.bpf.c, compiled by clang against the
   kernel's BTF; build_objects.py, cached by their inputs) when clang,
   bpftool and kernel BTF are there too.
+* The libbpf engine's histogram decode, a small C extension
+  (smartos_telemetry/engines/libbpf/_zone_histograms.c; needs only a C
+  compiler and Python's headers, as cffi does).
 
 Where something is missing, the package installs without that part and the
 engine says why it is unavailable when used.
@@ -75,7 +78,12 @@ if build_binding.find_header() is not None:
 if libbpf_binding.find_header() is not None:
     modules.append("smartos_telemetry/engines/libbpf/build_binding.py:ffibuilder")
 
-extra = {"distclass": Distribution}
+extra = {"distclass": Distribution,
+         # optional: a host without a C compiler still installs; the libbpf
+         # engine then says the decode is missing (maps.py)
+         "ext_modules": [setuptools.Extension(
+             "smartos_telemetry.engines.libbpf._zone_histograms",
+             ["smartos_telemetry/engines/libbpf/_zone_histograms.c"], optional=True)]}
 if modules:
     extra["cffi_modules"] = modules
     extra["setup_requires"] = ["pbr>=2.0.0", "cffi>=1.15"]

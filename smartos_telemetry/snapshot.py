@@ -23,7 +23,8 @@ llquantize, hist, lhist   count); bounds inclusive, zero buckets omitted
 ========================  ==============================================
 
 Keys are tuples of ``int`` and ``str``; a key-less aggregation has the key
-``()``.
+``()``.  The libbpf engine's histograms are :class:`PackedHistogram`, a
+Histogram whose counts are kept packed until asked for.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+import struct
 import time
 import typing
 
@@ -149,6 +151,34 @@ class Histogram:
 
 
 _NO_EVENTS = Histogram(())
+
+
+class PackedHistogram(Histogram):
+    """A Histogram whose counts are kept packed: ``packed`` is ``bytes`` of
+    native unsigned 64-bit counts, one per bucket of ``lows``/``highs``.
+
+    What the libbpf engine hands on (built in C from its maps,
+    ``engines/libbpf/_zone_histograms.c``): a snapshot of thousands of zone
+    histograms then makes one bytes object each instead of an int object
+    per bucket, and the accumulator reads every zone's counts as one array
+    (:func:`~smartos_telemetry.meters.accumulator.flat_counts`).  Anything
+    else asking for :attr:`counts` gets the tuple of ints, unpacked once;
+    it equals, hashes and subtracts as the Histogram of the same buckets.
+    """
+
+    __slots__ = ("packed", "_unpacked")
+
+    @classmethod
+    def of_packed(cls, lows, highs, packed):
+        hist = cls.__new__(cls)
+        hist.lows, hist.highs, hist.packed, hist._unpacked = lows, highs, packed, None
+        return hist
+
+    @property
+    def counts(self):
+        if self._unpacked is None:
+            self._unpacked = struct.unpack(f"={len(self.packed) // 8}Q", self.packed)
+        return self._unpacked
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,11 +44,30 @@ import typing
 import numpy as np
 from oslo_log import log as logging
 
-from smartos_telemetry.snapshot import Histogram
+from smartos_telemetry.snapshot import INT64_MAX, Histogram, PackedHistogram
 
 LOG = logging.getLogger(__name__)
 
 _LOWS, _HIGHS, _COUNTS = (operator.attrgetter(name) for name in ("lows", "highs", "counts"))
+_PACKED = operator.attrgetter("packed")
+
+
+def flat_counts(hists, count):
+    """Every histogram's counts end to end, as ``count`` int64s.
+
+    Packed histograms (the libbpf engine's) are joined as bytes and read as
+    one array, with no int object per bucket; any other histogram among
+    them has its counts unpacked.  A count past int64 raises
+    OverflowError, as it would for a tuple of ints."""
+    if all(type(h) is PackedHistogram for h in hists):
+        raw = np.frombuffer(b"".join(map(_PACKED, hists)), dtype=np.uint64)
+        if raw.size != count:
+            raise ValueError(f"{raw.size} packed counts, {count} buckets")
+        if raw.size and int(raw.max()) > INT64_MAX:
+            raise OverflowError("a bucket count past int64")
+        return raw.astype(np.int64)
+    return np.fromiter(itertools.chain.from_iterable(map(_COUNTS, hists)),
+                       dtype=np.int64, count=count)
 
 
 class Interval(typing.NamedTuple):
@@ -330,8 +349,7 @@ class HistogramAccumulator:
             self._add(new_zones, now)
         flat, same = self._flat_columns(zones, hists)
         try:
-            counts = np.fromiter(itertools.chain.from_iterable(map(_COUNTS, hists)),
-                                 dtype=np.int64, count=len(flat))
+            counts = flat_counts(hists, len(flat))
         except (OverflowError, TypeError):
             self._last_zones = None  # this poll's buckets never reached the state
             raise

@@ -1,7 +1,8 @@
 """Load the compiled libbpf binding and the compiled BPF objects.
 
 The cffi extension ``_libbpf`` exists only where the package was built with
-<bpf/libbpf.h>, and the objects (``objects/*.bpf.o``) only where clang,
+<bpf/libbpf.h> (and ``_zone_histograms``, the histogram decode, where a C
+compiler was there: setup.py), and the objects (``objects/*.bpf.o``) only where clang,
 bpftool and kernel BTF were there too (see build_binding.py and
 build_objects.py).  Importing this module never fails; asking for either
 where it is missing raises :class:`EngineUnavailable` with the reason.
@@ -22,11 +23,13 @@ REINSTALL = ("apt-get install clang llvm libbpf-dev bpftool libelf-dev, then rei
 
 
 class Binding:
-    """The loaded extension: ``ffi``, ``lib`` and libbpf's version."""
+    """The loaded extensions: ``ffi``, ``lib`` and libbpf's version, and
+    ``histograms``, the histogram decode (``_zone_histograms.c``)."""
 
-    def __init__(self, module):
+    def __init__(self, module, histograms):
         self.ffi = module.ffi
         self.lib = module.lib
+        self.histograms = histograms
         self.lib.st_log_install()
         self.version = self.ffi.string(self.lib.libbpf_version_string()).decode()
         self.ncpus = self.lib.libbpf_num_possible_cpus()
@@ -40,7 +43,8 @@ class Binding:
 
 @functools.cache
 def _binding():
-    return Binding(importlib.import_module("smartos_telemetry.engines.libbpf._libbpf"))
+    return Binding(importlib.import_module("smartos_telemetry.engines.libbpf._libbpf"),
+                   importlib.import_module("smartos_telemetry.engines.libbpf._zone_histograms"))
 
 
 def load_binding():
@@ -51,6 +55,9 @@ def load_binding():
         if "_libbpf" in str(exc) and "No module named" in str(exc):
             reason = ("smartos-telemetry was installed where no <bpf/libbpf.h> was found, "
                       "so the libbpf binding was not built")
+        elif "_zone_histograms" in str(exc) and "No module named" in str(exc):
+            reason = ("smartos-telemetry was installed without its histogram decode "
+                      "(_zone_histograms.c did not compile: no C compiler or Python headers)")
         else:
             reason = f"the libbpf binding does not load: {exc}"
         raise EngineUnavailable(ENGINE, reason, REINSTALL) from exc

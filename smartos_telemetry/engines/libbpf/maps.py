@@ -6,7 +6,9 @@ slots) in the kernel, and every aggregation an mmap-able array indexed by
 slot.  :class:`ZoneSlots` maps those arrays (``st_owner``, ``st_touched`` and
 the aggregations) into this process as numpy views: a read needs no system
 call, and decodes only the slots ``st_touched`` marks, keeping every other
-zone's value from the read before.
+zone's value from the read before.  Histograms are decoded in C
+(``_zone_histograms.c``) into :class:`~smartos_telemetry.snapshot.PackedHistogram`
+values.
 
 A histogram value is ``HIST_WORDS`` u64: a bitmap of its non-zero buckets
 (``NZ_WORDS`` words), then ``HIST_SLOTS`` counts: slots 0..591 are the
@@ -31,7 +33,7 @@ import numpy as np
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.errors import EngineError
-from smartos_telemetry.snapshot import INT64_MAX, Histogram
+from smartos_telemetry.snapshot import INT64_MAX, Histogram, PackedHistogram
 
 HIST_SLOTS = 593
 NZ_WORDS = 10
@@ -46,11 +48,6 @@ HOLD = 1.0
 #: comparisons between polls are identity checks)
 LOWS = tuple(loglinear.bucket_bounds(i)[0] for i in range(OVERFLOW_SLOT)) + (OVERFLOW_LOW,)
 HIGHS = tuple(loglinear.bucket_bounds(i)[1] for i in range(OVERFLOW_SLOT)) + (INT64_MAX,)
-
-#: LOWS and HIGHS as numpy object arrays, to look many slots' bounds up at
-#: once (the items are LOWS' and HIGHS' own int objects)
-_LOW_OBJECTS = np.array(LOWS, dtype=object)
-_HIGH_OBJECTS = np.array(HIGHS, dtype=object)
 
 #: maps every object has (st_common.bpf.h), sized by max_zones
 SLOT_MAPS = ("st_slot", "st_free", "st_owner", "st_touched")
@@ -140,7 +137,8 @@ class ZoneSlots:
         self.zones = {}      # slot -> cgroup id, of the slots the programs gave out
         # slot -> its rows' key (cgroup id,): one tuple a zone, not one a read
         self._row_keys = {}
-        self._values = {name: {} for name in names}  # name -> {slot: int or Histogram}
+        # name -> {row key: int or PackedHistogram}
+        self._values = {name: {} for name in names}
         # name -> the bitmaps of every slot at the last read
         self._bits = {name: np.zeros((self.capacity, NZ_WORDS), dtype=np.uint64)
                       for name, mapped in self.maps.items() if mapped.width > 1}
@@ -187,54 +185,21 @@ class ZoneSlots:
                     self._row_keys[s] = (self.zones[s],)
             if slots:
                 self._decode(np.asarray(slots, dtype=np.intp))
-        keys = self._row_keys
-        return {name: {keys[s]: v for s, v in values.items()}
-                for name, values in self._values.items()}
+        return {name: dict(values) for name, values in self._values.items()}
 
     def _decode(self, slots):
         slot_list = slots.tolist()
+        keys = list(map(self._row_keys.__getitem__, slot_list))
         for name, mapped in self.maps.items():
             values = self._values[name]
             if mapped.width == 1:
-                for s, n in zip(slot_list, mapped.view[slots, 0].tolist(), strict=True):
+                for key, n in zip(keys, mapped.view[slots, 0].tolist(), strict=True):
                     if n:
-                        values[s] = n
+                        values[key] = n
                 continue
-            self._decode_histograms(name, mapped, slots, slot_list, values)
-
-    def _decode_histograms(self, name, mapped, slots, slot_list, values):
-        last_bits = self._bits[name]
-        bits = mapped.view[slots, :NZ_WORDS]  # a copy
-        moved = (bits != last_bits[slots]).any(axis=1)
-        last_bits[slots] = bits
-        # every touched zone's buckets from its bitmap at once (bits past the
-        # last bucket ignored), then their counts in one gather
-        flags = np.unpackbits(bits.view(np.uint8), bitorder="little").view(bool)
-        flags = flags.reshape(len(slot_list), NZ_WORDS * 64)[:, :HIST_SLOTS]
-        at, cols = np.divmod(np.flatnonzero(flags), HIST_SLOTS)
-        if not at.size:
-            return
-        bounds = np.searchsorted(at, np.arange(len(slot_list) + 1))
-        filled = np.flatnonzero(bounds[1:] != bounds[:-1])  # zones with buckets
-        keys = slots[filled].tolist()
-        olds = list(map(values.get, keys))
-        # a zone whose bitmap is the last read's has more events in the
-        # buckets it had: its bounds tuples serve again (layout comparisons
-        # downstream stay identity checks)
-        new_layout = [new or old is None
-                      for new, old in zip(moved[filled].tolist(), olds, strict=True)]
-        # one tuple per column for all the zones; a zone's tuples are slices
-        # of them (a tuple slice is one allocation, its items shared)
-        spans = list(map(slice, bounds[filled].tolist(), bounds[filled + 1].tolist()))
-        counts = tuple(mapped.view[slots[at], cols + NZ_WORDS].tolist())
-        if any(new_layout):
-            lows = tuple(_LOW_OBJECTS[cols].tolist())
-            highs = tuple(_HIGH_OBJECTS[cols].tolist())
-        of = Histogram._of
-        values.update(zip(keys, [
-            of(lows[span], highs[span], counts[span]) if new
-            else of(old.lows, old.highs, counts[span])
-            for span, old, new in zip(spans, olds, new_layout, strict=True)], strict=True))
+            # in C (_zone_histograms.c): the objects of a whole map's zones at once
+            self.b.histograms.decode(mapped.view, slot_list, keys, self._bits[name], values,
+                                     LOWS, HIGHS, PackedHistogram)
 
     def kernel_keys(self, name):
         """Cgroup ids st_slot holds now whose ``name`` value is not zero."""
@@ -267,14 +232,14 @@ class ZoneSlots:
         seconds later (:meth:`return_held`); events written into it until
         then are handed out by that call if ``keep_late``."""
         cg = self.zones.pop(slot)
-        del self._row_keys[slot]
+        key = self._row_keys.pop(slot)
         self._k64[0] = cg
         self.b.lib.bpf_map_delete_elem(self._fds["st_slot"], self._k64)
         self._raise_generation()
         rows = {name: mapped.view[slot].copy() for name, mapped in self.maps.items()}
         last = {}
         for name, row in rows.items():
-            self._values[name].pop(slot, None)
+            self._values[name].pop(key, None)
             if name in self._bits:
                 self._bits[name][slot] = 0
             value = row_value(row)
