@@ -169,3 +169,26 @@ def test_flat_counts_joins_packed_counts_and_refuses_past_int64():
     assert flat_counts(hists + [Histogram([(1, 1, 4)])], 4).tolist() == [2, 5, 9, 4]
     with pytest.raises(OverflowError):
         flat_counts([packed([(1, 1, 1 << 63)])], 1)
+
+
+def test_without_the_compiled_decode_the_engine_says_why(monkeypatch):
+    import importlib
+
+    from smartos_telemetry.engines.libbpf import binding
+    from smartos_telemetry.engines.libbpf.engine import LibbpfEngine
+
+    real = importlib.import_module
+
+    def no_decode(name):
+        if name.endswith("_zone_histograms"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real(name)
+
+    binding._binding.cache_clear()
+    monkeypatch.setattr(binding.importlib, "import_module", no_decode)
+    try:
+        assert "without its histogram decode" in LibbpfEngine.available()
+    finally:
+        monkeypatch.undo()
+        binding._binding.cache_clear()
+    assert LibbpfEngine.available() is None
