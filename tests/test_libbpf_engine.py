@@ -156,6 +156,85 @@ def _state(pid):
         return f.read().rsplit(")", 1)[1].split()[0]
 
 
+def _all_threads(pid, state):
+    return all(_state(f"{pid}/task/{tid}") == state for tid in os.listdir(f"/proc/{pid}/task"))
+
+
+#: three threads hashing 1 MiB buffers: hashlib lets go of the GIL for
+#: them, so they are three CPU hogs of one process
+THREAD_HOGS = """
+import hashlib, threading
+data = bytes(1 << 20)
+def hog():
+    while True:
+        hashlib.sha256(data).digest()
+threads = [threading.Thread(target=hog, daemon=True) for _ in range(3)]
+for t in threads:
+    t.start()
+print('ready', flush=True)
+for t in threads:
+    t.join()
+"""
+
+
+def moved_while_waiting(mover_code, n_mover_threads):
+    """A CPU hog process (``mover_code``) in zone A beside two other hogs,
+    moved to zone B by writing its pid to B's cgroup.procs while all of
+    them compete for the CPUs: ``{zone: (waits summed by the engine, the
+    kernel's run_delay growth)}`` for A (the other hogs, and the mover up to
+    the move) and B (the mover after the move)."""
+    with scratch_cgroups("a", "b") as cg, engine_for("runqueue.bpf.c") as engine:
+        assert engine.design == "sched_info"
+        a, b = cgroup_id(cg["a"]), cgroup_id(cg["b"])
+        procs = []
+        try:
+            # baselines taken with every task joined and blocked (switched
+            # out), as in test_run_queue_wait_per_zone_is_the_kernel_s_run_delay
+            mover = joined_and_held(cg["a"], mover_code)
+            procs.append(mover)
+            others = [joined_and_held(cg["a"], HOG) for _ in range(2)]
+            procs += others
+            assert wait_for(lambda: all(_all_threads(p.pid, "S") for p in procs), 5)
+            base = {p.pid: schedstat(p.pid)[0] for p in procs}
+            settled = engine.snapshot()
+            for p in procs:
+                p.stdin.write("\n")
+                p.stdin.flush()
+            for p in procs:
+                assert p.stdout.readline().strip() == "ready"
+            assert len(os.listdir(f"/proc/{mover.pid}/task")) == n_mover_threads + (
+                n_mover_threads > 1)  # and its main thread, blocked in join
+            time.sleep(1.5)
+            at_move = schedstat(mover.pid)[0]
+            with open(os.path.join(cg["b"], "cgroup.procs"), "w") as f:
+                f.write(str(mover.pid))
+            time.sleep(3)
+            # stopped, each task has left its CPU: its last wait is recorded
+            for p in procs:
+                p.send_signal(signal.SIGSTOP)
+            assert wait_for(lambda: all(_all_threads(p.pid, "T") for p in procs), 5)
+            end = {p.pid: schedstat(p.pid)[0] for p in procs}
+            snap = engine.snapshot().delta(settled)
+        finally:
+            stop(*procs)
+    truth = {a: sum(end[p.pid] - base[p.pid] for p in others) + at_move - base[mover.pid],
+             b: end[mover.pid] - at_move}
+    rows = snap["runq_ns"].rows
+    return {z: (total_ns(rows[(z,)]) if (z,) in rows else 0, truth[z]) for z in (a, b)}
+
+
+@pytest.mark.parametrize("mover_code, threads", [(HOG, 1), (THREAD_HOGS, 3)],
+                         ids=["one-task", "thread-group"])
+def test_a_task_moved_to_another_zone_has_its_later_waits_there(mover_code, threads):
+    """The zone slot each task caches is looked up again after any cgroup
+    migration (runq_migrate), for every thread of a moved process: its later
+    waits go to the new zone, its earlier ones stay in the old, each within
+    2% of the kernel's run_delay."""
+    for zone, (measured, run_delay) in moved_while_waiting(mover_code, threads).items():
+        assert run_delay > 0.3e9, (zone, run_delay)  # hogs on 2 CPUs: seconds of waits
+        assert abs(measured - run_delay) <= 0.02 * run_delay, (zone, measured, run_delay)
+
+
 def test_a_deleted_zone_is_reclaimed_from_the_kernel_and_keeps_its_counts():
     with engine_for("runqueue.bpf.c", reclaim_interval=0) as engine:
         with scratch_cgroups("gone", "stays") as cg:
@@ -254,12 +333,12 @@ def test_auto_picks_libbpf_here_and_check_says_what_loaded():
     assert lib["btf"] and lib["version"].startswith("v1.") and lib["unavailable"] is None
     assert lib["programs"] == {
         "linux/diskio.bpf.c": ["io_begin", "io_done"],
-        "linux/runqueue.bpf.c": ["runq_switch", "design sched_info"],
+        "linux/runqueue.bpf.c": ["runq_switch", "runq_migrate", "design sched_info"],
         "linux/tcp.bpf.c": ["tcp_state", "tcp_ack", "tcp_retransmit"],
     }
     text = subprocess.run([cli, "check"], capture_output=True, text=True, timeout=120).stdout
     assert "engine:       libbpf (" in text
-    assert "linux/runqueue.bpf.c: runq_switch, design sched_info" in text
+    assert "linux/runqueue.bpf.c: runq_switch, runq_migrate, design sched_info" in text
 
 
 def test_auto_falls_back_when_the_objects_do_not_load(monkeypatch):

@@ -1,8 +1,9 @@
 /*
  * runqueue.bpf.c -- run-queue latency per zone (cgroup v2), Linux, libbpf CO-RE
  *
- * Probes:   tp_btf/sched_switch (always); tp_btf/sched_wakeup and
- *           tp_btf/sched_wakeup_new (the fallback design only)
+ * Probes:   tp_btf/sched_switch (always); tp_btf/cgroup_attach_task
+ *           (design 1 only); tp_btf/sched_wakeup and tp_btf/sched_wakeup_new
+ *           (the fallback design only)
  * Measure:  the time a task waited runnable for a CPU, one event per
  *           switch-in.  Design 1 (kernels with CONFIG_SCHED_INFO, which
  *           delay accounting or schedstats set): the kernel's own wait,
@@ -34,6 +35,39 @@
  * Caveats:  design 1 records a wait when the task leaves the CPU (a slice
  *           later than design 2 does); the idle task is never counted.
  *           Task storage holds 32 bytes per task seen, freed with the task.
+ *
+ * Design 1's zone cache.  A task's storage keeps the slot of the zone it
+ * last ran in, so a switch-out reads neither the task's cgroup (three
+ * dependent loads: cgroups, dfl_cgrp, kn) nor the zone hash.  The slot is
+ * valid while both words of st_gen are what they were when it was looked up:
+ * user space raises st_gen[ST_GEN_ZONES] when it takes a zone's slot away,
+ * and runq_migrate raises st_gen[ST_GEN_MIGRATIONS] after any task moves to
+ * another cgroup, so every task looks its cgroup up once more at its next
+ * switch-out (a per-task mark would miss threads: the tracepoint names the
+ * leader only when a whole thread group moves).  Where a task's cgroup-v2
+ * cgroup changes (kernel/cgroup/):
+ *   - cgroup.c cgroup_attach_task(): cgroup_migrate() ->
+ *     cgroup_migrate_execute() moves each task (css_set_move_task(), under
+ *     css_set_lock), then, after cgroup_migrate_finish(),
+ *     TRACE_CGROUP_PATH(attach_task, ...) fires once.  It is the only way
+ *     to move a live task: cgroup.procs and cgroup.threads writes
+ *     (cgroup.c __cgroup_procs_write()), v1 writes (cgroup-v1.c
+ *     __cgroup1_procs_write()) and cgroup-v1.c cgroup_attach_task_all()
+ *     all call it.
+ *   - cgroup.c cgroup_update_dfl_csses() (a subtree_control change) moves
+ *     tasks to new css_sets of the same cgroup: dfl_cgrp, and the id, stay.
+ *   - cgroup-v1.c cgroup_transfer_tasks() refuses a default-hierarchy
+ *     destination (cgroup_on_dfl), so it never changes dfl_cgrp.
+ *   - cgroup.c cgroup_post_fork() places a new task (CLONE_INTO_CGROUP
+ *     too) before it first runs; it has no storage yet, so its first
+ *     switch-out looks its cgroup up.  cgroup_exit() leaves task->cgroups.
+ * The window: between css_set_move_task() and the tracepoint (the
+ * controllers' attach callbacks -- cpu's sched_move_task(), cpuset's --
+ * and cgroup_migrate_finish()) a moved task's switch-outs still record
+ * into the zone it is leaving.  Those waits (the ones whose switch-out
+ * falls in that window, usually none) go to the old zone instead of the
+ * new one; no wait is lost or counted twice.  A migration costs every task
+ * one cgroup lookup, at its next switch-out.
  */
 // loglinear: @runq_ns
 
@@ -51,12 +85,12 @@ ST_ZONE_ARRAY(runq_ns, struct st_hist);
 
 /* Per task.  seen: design 1, its run_delay at its last switch-out; design
    2, the wakeup or preemption stamp.  Design 1 also keeps the zone slot of
-   the cgroup the task last ran in (valid while cg and gen are the current
-   ones), which spares the st_slot lookup at nearly every switch. */
+   the cgroup the task last ran in, valid while gen and moves are st_gen's
+   two words (the header: "Design 1's zone cache"). */
 struct runq_task_val {
 	__u64 seen;
-	__u64 cg;
 	__u64 gen;
+	__u64 moves;
 	__u32 slot;
 	__u32 pad;
 };
@@ -71,8 +105,9 @@ struct {
 static __always_inline void switch_sched_info(struct task_struct *prev)
 {
 	__u64 run_delay = prev->sched_info.run_delay;
+	__u32 zones = ST_GEN_ZONES, migrations = ST_GEN_MIGRATIONS;
+	__u64 *gen, *moves, wait;
 	struct runq_task_val *t;
-	__u64 wait, cg, gen;
 
 	if (prev->pid == 0)
 		return; /* the idle task */
@@ -95,13 +130,18 @@ static __always_inline void switch_sched_info(struct task_struct *prev)
 		wait = run_delay;
 	}
 	t->seen = run_delay;
-	/* current is prev here: the cgroup it ran in after the wait */
-	cg = bpf_get_current_cgroup_id();
-	gen = st_generation();
-	if (t->slot == ST_NO_SLOT || t->cg != cg || t->gen != gen) {
-		t->slot = st_slot_of(cg);
-		t->cg = cg;
-		t->gen = gen;
+	gen = bpf_map_lookup_elem(&st_gen, &zones);
+	moves = bpf_map_lookup_elem(&st_gen, &migrations);
+	if (!gen || !moves)
+		return;
+	if (t->slot == ST_NO_SLOT || t->gen != *gen || t->moves != *moves) {
+		t->gen = *gen;
+		/* a fully ordered read: both words are read before the cgroup
+		   (runq_migrate raises moves after the task's cgroup changed),
+		   and gen before st_slot */
+		t->moves = __sync_fetch_and_add(moves, 0);
+		/* current is prev here: the cgroup it ran in after the wait */
+		t->slot = st_slot_of(bpf_get_current_cgroup_id());
 		if (t->slot == ST_NO_SLOT)
 			return;
 	}
@@ -147,6 +187,24 @@ int BPF_PROG(runq_switch, bool preempt, struct task_struct *prev, struct task_st
 		switch_sched_info(prev);
 	else
 		switch_stamps(preempt, prev, next, prev_state);
+	return 0;
+}
+
+/* design 1 only: after the kernel moved a task, or a whole thread group,
+   to another cgroup (cgroup_attach_task(), kernel/cgroup/cgroup.c),
+   every task's cached zone slot is looked up again.  The fetching add is
+   fully ordered: the tasks' new cgroups are visible before the new value. */
+SEC("tp_btf/cgroup_attach_task")
+int BPF_PROG(runq_migrate)
+{
+	__u32 migrations = ST_GEN_MIGRATIONS;
+	__u64 *moves = bpf_map_lookup_elem(&st_gen, &migrations);
+	__u64 before;
+
+	if (moves) {
+		before = __sync_fetch_and_add(moves, 1);
+		barrier_var(before); /* keeps the fetching form */
+	}
 	return 0;
 }
 

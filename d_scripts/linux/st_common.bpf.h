@@ -11,9 +11,12 @@
  * programs attach and gives a reclaimed zone's slot back to (zeroed) only
  * a reclaim interval after its cgroup is gone, so that no program still
  * holding the old slot can write into a new zone's.  st_owner[slot] is the
- * cgroup id the slot was given to.  st_gen is raised by user space each
- * time it takes a zone's slot away: a program that keeps a slot beside
- * its own state (runqueue.bpf.c's task storage) looks it up again then.
+ * cgroup id the slot was given to.  st_gen[ST_GEN_ZONES] is raised by user
+ * space each time it takes a zone's slot away, st_gen[ST_GEN_MIGRATIONS]
+ * by runqueue.bpf.c each time the kernel moves tasks to another cgroup: a
+ * program that keeps a slot beside its own state (runqueue.bpf.c's task
+ * storage) looks it up again when either has changed.  The two words share
+ * a cache line, so checking both costs one line.
  *
  * Histograms are written with atomic adds, shared by the CPUs.  Not per-CPU:
  * a per-CPU value is allocated for every possible CPU, which on a 64-CPU
@@ -108,9 +111,12 @@ struct {
 	__type(value, __u64);
 } st_touched SEC(".maps");
 
+#define ST_GEN_ZONES 0      /* written by user space only */
+#define ST_GEN_MIGRATIONS 1 /* raised by the programs only */
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u64);
 } st_gen SEC(".maps");
@@ -147,13 +153,6 @@ static __always_inline __u32 st_bucket(__u64 v)
 	return (e - 3) * 16 + ((v >> (e - 4)) & 15);
 }
 
-static __always_inline __u64 st_generation(void)
-{
-	__u32 zero = 0;
-	__u64 *g = bpf_map_lookup_elem(&st_gen, &zero);
-
-	return g ? *g : 0;
-}
 
 /* Zone cg's slot, given from st_free on its first event; ST_NO_SLOT,
    counted, when every slot is taken.  The owner is written before the

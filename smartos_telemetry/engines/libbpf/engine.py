@@ -79,6 +79,8 @@ STAT_SLOTS = {0: ("drops", "zones_full"), 1: ("drops", "pending_full"),
 PENDING_MAPS = ("io_start", "syn_start")
 #: programs of the run queue's wakeup-stamp design
 STAMP_PROGRAMS = ("runq_wakeup", "runq_wakeup_new")
+#: programs of the run queue's sched_info design besides runq_switch
+SCHED_INFO_PROGRAMS = ("runq_migrate",)
 
 
 def parse_options(options):
@@ -274,9 +276,10 @@ class LibbpfEngine(Engine):
                                     "task->sched_info.run_delay (CONFIG_SCHED_INFO)")
         self.design = "sched_info" if has and wanted != "wakeup_stamp" else "wakeup_stamp"
         stamps = self.design == "wakeup_stamp"
-        for name in STAMP_PROGRAMS:
-            prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
-            lib.bpf_program__set_autoload(prog, stamps)
+        for names, load in ((STAMP_PROGRAMS, stamps), (SCHED_INFO_PROGRAMS, not stamps)):
+            for name in names:
+                prog = lib.bpf_object__find_program_by_name(self._obj, name.encode())
+                lib.bpf_program__set_autoload(prog, load)
         rodata = lib.bpf_object__find_map_by_name(self._obj, b".rodata")
         size = ffi.new("size_t *")
         initial = lib.bpf_map__initial_value(rodata, size)
