@@ -153,26 +153,71 @@ class Histogram:
 _NO_EVENTS = Histogram(())
 
 
+class BucketTable:
+    """A fixed, ascending set of buckets (``lows``, ``highs``: tuples of
+    ``int``) that :class:`PackedHistogram` values index into -- the libbpf
+    engine's log-linear buckets.  Histograms of one table compare layouts by
+    their bitmaps instead of their bounds."""
+
+    __slots__ = ("lows", "highs")
+
+    def __init__(self, lows, highs):
+        self.lows, self.highs = tuple(lows), tuple(highs)
+        if len(self.lows) != len(self.highs):
+            raise ValueError("a bucket table needs as many lows as highs")
+
+
 class PackedHistogram(Histogram):
-    """A Histogram whose counts are kept packed: ``packed`` is ``bytes`` of
-    native unsigned 64-bit counts, one per bucket of ``lows``/``highs``.
+    """A Histogram of a :class:`BucketTable`'s buckets, kept packed.
+
+    ``bitmap``: ``bytes``, bit ``i`` (little-endian) set where bucket ``i``
+    of ``table`` has events; ``packed``: ``bytes`` of native unsigned 64-bit
+    counts, one per set bit, in bucket order.
 
     What the libbpf engine hands on (built in C from its maps,
     ``engines/libbpf/_zone_histograms.c``): a snapshot of thousands of zone
-    histograms then makes one bytes object each instead of an int object
-    per bucket, and the accumulator reads every zone's counts as one array
-    (:func:`~smartos_telemetry.meters.accumulator.flat_counts`).  Anything
-    else asking for :attr:`counts` gets the tuple of ints, unpacked once;
-    it equals, hashes and subtracts as the Histogram of the same buckets.
+    histograms then makes two bytes objects each instead of an int object
+    per bucket and two tuples of bounds, and the accumulator reads every
+    zone's buckets and counts as arrays (:mod:`~smartos_telemetry.meters.accumulator`).
+    Anything else asking for :attr:`lows`, :attr:`highs` or :attr:`counts`
+    gets the tuples, made once; it equals, hashes and subtracts as the
+    Histogram of the same buckets.
     """
 
-    __slots__ = ("packed", "_unpacked")
+    __slots__ = ("table", "bitmap", "packed", "_lows", "_highs", "_unpacked")
 
     @classmethod
-    def of_packed(cls, lows, highs, packed):
+    def of_buckets(cls, table, counts_by_index):
+        """From ``{bucket index: count}`` (counts not 0)."""
+        indexes = sorted(counts_by_index)
+        bits = sum(1 << i for i in indexes)
         hist = cls.__new__(cls)
-        hist.lows, hist.highs, hist.packed, hist._unpacked = lows, highs, packed, None
+        hist.table = table
+        hist.bitmap = bits.to_bytes(-(-len(table.lows) // 64) * 8, "little")
+        hist.packed = struct.pack(f"={len(indexes)}Q", *map(counts_by_index.get, indexes))
+        hist._lows = hist._highs = hist._unpacked = None
         return hist
+
+    def _bounds(self):
+        bits, indexes = int.from_bytes(self.bitmap, "little"), []
+        while bits:
+            lowest = bits & -bits
+            indexes.append(lowest.bit_length() - 1)
+            bits ^= lowest
+        self._lows = tuple(map(self.table.lows.__getitem__, indexes))
+        self._highs = tuple(map(self.table.highs.__getitem__, indexes))
+
+    @property
+    def lows(self):
+        if self._lows is None:
+            self._bounds()
+        return self._lows
+
+    @property
+    def highs(self):
+        if self._highs is None:
+            self._bounds()
+        return self._highs
 
     @property
     def counts(self):

@@ -4,7 +4,6 @@ st_common.bpf.h's struct st_hist (bitmap words, then bucket counts) in a
 numpy array, as the engine's mmap of a zone array is."""
 
 import random
-import struct
 
 import numpy as np
 import pytest
@@ -16,10 +15,11 @@ from smartos_telemetry.engines.libbpf.maps import (
     HIST_WORDS,
     LOWS,
     NZ_WORDS,
+    TABLE,
     bucket_row,
 )
 from smartos_telemetry.meters.accumulator import HistogramAccumulator, flat_counts
-from smartos_telemetry.snapshot import Aggregation, Histogram, PackedHistogram
+from smartos_telemetry.snapshot import Aggregation, BucketTable, Histogram, PackedHistogram
 
 
 def rows_of(counts_by_slot, entries=8):
@@ -37,7 +37,7 @@ def by_bucket(counts):
 
 def decode(rows, slots, bits, values, keys=None):
     keys = [(s,) for s in slots] if keys is None else keys
-    _zone_histograms.decode(rows, slots, keys, bits, values, LOWS, HIGHS, PackedHistogram)
+    _zone_histograms.decode(rows, slots, keys, bits, values, TABLE, PackedHistogram)
 
 
 def random_counts(rng):
@@ -67,24 +67,28 @@ def test_every_slot_decodes_as_reading_its_buckets_one_by_one():
     assert (bits == rows[:, :NZ_WORDS]).all()  # every bitmap kept for the next read
 
 
-def test_a_zone_with_the_same_buckets_keeps_its_bounds_objects():
+def test_a_zone_with_the_same_buckets_keeps_its_layout_objects():
     """Downstream compares layouts poll to poll; unchanged ones must be the
-    same tuples, a bucket gained must give new ones."""
+    same objects (its bitmap, and its bounds tuples once made), a bucket
+    gained must give new ones."""
     counts = [0] * HIST_SLOTS
     counts[100], counts[200] = 1, 2
     rows = rows_of({0: counts})
     bits, values = np.zeros((8, NZ_WORDS), dtype=np.uint64), {}
     decode(rows, [0], bits, values)
     first = values[(0,)]
+    assert first.lows == (LOWS[100], LOWS[200])  # made now, kept by the next read
     rows[0, NZ_WORDS + 200] += 5  # more events in a bucket it had
     decode(rows, [0], bits, values)
     second = values[(0,)]
+    assert second.bitmap is first.bitmap
     assert second.lows is first.lows and second.highs is first.highs
     assert second.counts == (1, 7) and first.counts == (1, 2)
     counts[200], counts[300] = 7, 1  # a new bucket
     rows[0] = bucket_row(counts)
     decode(rows, [0], bits, values)
     third = values[(0,)]
+    assert third.bitmap is not second.bitmap
     assert third.lows is not second.lows and third.lows == (LOWS[100], LOWS[200], LOWS[300])
     assert third.minus(second) == Histogram([(LOWS[300], HIGHS[300], 1)])
 
@@ -110,18 +114,21 @@ def test_bad_layouts_and_slots_are_refused_with_what_is_wrong():
     with pytest.raises(ValueError, match="layout mismatch"):
         decode(rows, [0], np.zeros((4, NZ_WORDS), dtype=np.uint64), values)
     with pytest.raises(ValueError, match="layout mismatch"):
-        _zone_histograms.decode(rows, [0], [(0,)], bits, values, LOWS[:-1], HIGHS,
-                                PackedHistogram)
+        _zone_histograms.decode(rows, [0], [(0,)], bits, values,
+                                BucketTable(LOWS[:-1], HIGHS[:-1]), PackedHistogram)
     with pytest.raises(ValueError, match="differ in length"):
         decode(rows, [0, 1], bits, values, keys=[(0,)])
     with pytest.raises(TypeError, match="packed"):
-        _zone_histograms.decode(rows, [0], [(0,)], bits, values, LOWS, HIGHS, Histogram)
+        _zone_histograms.decode(rows, [0], [(0,)], bits, values, TABLE, Histogram)
 
 
-def packed(triples):
-    triples = list(triples)
-    return PackedHistogram.of_packed(tuple(t[0] for t in triples), tuple(t[1] for t in triples),
-                                     struct.pack(f"={len(triples)}Q", *(t[2] for t in triples)))
+SMALL = BucketTable((1, 2, 4, 8), (1, 3, 7, 15))
+
+
+def packed(triples, table=SMALL):
+    """The PackedHistogram of (low, high, count) triples of table's buckets."""
+    index = {(lo, hi): i for i, (lo, hi) in enumerate(zip(table.lows, table.highs, strict=True))}
+    return PackedHistogram.of_buckets(table, {index[lo, hi]: c for lo, hi, c in triples})
 
 
 def test_a_packed_histogram_is_the_histogram_of_its_buckets():
@@ -139,28 +146,33 @@ def test_a_packed_histogram_is_the_histogram_of_its_buckets():
 
 
 def test_the_accumulator_reads_packed_and_plain_histograms_alike():
+    """Poll by poll the same deltas, totals and layout from packed
+    histograms as from plain ones: zones gaining buckets (the layout
+    widens), a zone appearing late, one absent for a poll, a poll where one
+    zone's histogram is plain (no longer one table: the general path), and
+    polls where nothing moved (the steady path)."""
     rng = random.Random(3)
-    polls = []
-    for _ in range(4):
-        poll = {}
-        for zone in ("a", "b", "c"):
-            buckets = sorted(rng.sample(range(200, 260), 6))
-            poll[zone] = [(LOWS[i], HIGHS[i], rng.randrange(1, 1000)) for i in buckets]
-        polls.append(poll)
+    zones = ("a", "b", "c", "d")
+    cumulative = {zone: {} for zone in zones}
     plain, mixed = HistogramAccumulator("p"), HistogramAccumulator("m")
-    cumulative = {zone: [] for zone in polls[0]}
-    for n, poll in enumerate(polls):
-        # cumulative: each poll adds its events to the one before
-        for zone, triples in poll.items():
-            before = {(lo, hi): c for lo, hi, c in cumulative[zone]}
-            for lo, hi, c in triples:
-                before[(lo, hi)] = before.get((lo, hi), 0) + c
-            cumulative[zone] = sorted((lo, hi, c) for (lo, hi), c in before.items())
-        want = plain.update({z: Histogram(t) for z, t in cumulative.items()})
-        got = mixed.update({z: packed(t) if z != "b" or n % 2 else Histogram(t)
-                            for z, t in cumulative.items()})
+    for n in range(9):
+        present = [z for z in zones if not (z == "c" and n < 2) and not (z == "d" and n == 4)]
+        for zone in present:
+            if n in (6, 7):  # the same buckets as before: more events in them
+                picks = list(cumulative[zone]) or [300]
+            else:
+                picks = rng.sample(range(150, 450), rng.randrange(1, 12))
+            for i in picks:
+                cumulative[zone][i] = cumulative[zone].get(i, 0) + rng.randrange(1, 1000)
+        rows = {z: cumulative[z] for z in present}
+        want = plain.update({z: Histogram(sorted((LOWS[i], HIGHS[i], c) for i, c in r.items()))
+                             for z, r in rows.items()})
+        got = mixed.update({z: Histogram(sorted((LOWS[i], HIGHS[i], c) for i, c in r.items()))
+                            if z == "b" and n == 3 else PackedHistogram.of_buckets(TABLE, r)
+                            for z, r in rows.items()})
+        assert got.zones == want.zones and got.lows == want.lows and got.highs == want.highs
         assert (got.deltas == want.deltas).all() and (got.totals == want.totals).all()
-        assert got.lows == want.lows
+        assert (got.added == want.added).all()
 
 
 def test_flat_counts_joins_packed_counts_and_refuses_past_int64():

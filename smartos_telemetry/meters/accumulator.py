@@ -49,7 +49,19 @@ from smartos_telemetry.snapshot import INT64_MAX, Histogram, PackedHistogram
 LOG = logging.getLogger(__name__)
 
 _LOWS, _HIGHS, _COUNTS = (operator.attrgetter(name) for name in ("lows", "highs", "counts"))
-_PACKED = operator.attrgetter("packed")
+_PACKED, _BITMAP, _TABLE = (operator.attrgetter(name) for name in ("packed", "bitmap", "table"))
+
+
+def _one_table(hists):
+    """The BucketTable all of ``hists`` index (packed histograms of one
+    engine), else None."""
+    if not hists or type(hists[0]) is not PackedHistogram:
+        return None
+    table = hists[0].table
+    if all(type(h) is PackedHistogram for h in hists) and \
+            all(t is table for t in map(_TABLE, hists)):
+        return table
+    return None
 
 
 def flat_counts(hists, count):
@@ -290,7 +302,9 @@ class HistogramAccumulator:
         self._zone_columns = {}  # zone -> (lows, highs, columns) of its last histogram
         # the last poll's zones, their buckets and _flat_columns
         self._last_zones = self._last_lows = self._last_highs = self._last_flat = None
+        self._last_bitmaps = None  # instead of lows and highs: packed histograms' layouts
         self._last_bounds = None
+        self._table_column_cache = None  # (BucketTable, its buckets' columns)
 
     def __len__(self):
         return len(self._rows)
@@ -418,6 +432,10 @@ class HistogramAccumulator:
         """Where each bucket of each histogram goes in the 2-D array (flat,
         row by row), and whether the zones and their buckets are the last
         poll's (then so is the answer: the usual case)."""
+        table = _one_table(hists)
+        if table is not None:
+            return self._flat_columns_of_table(zones, hists, table)
+        self._last_bitmaps = None
         lows, highs = list(map(_LOWS, hists)), list(map(_HIGHS, hists))
         if zones == self._last_zones and lows == self._last_lows and highs == self._last_highs:
             return self._last_flat, True
@@ -435,6 +453,37 @@ class HistogramAccumulator:
         self._last_flat = flat
         self._last_bounds = np.concatenate(([0], np.cumsum(sizes)))  # each zone's entries
         return flat, False
+
+    def _flat_columns_of_table(self, zones, hists, table):
+        """:meth:`_flat_columns` of packed histograms of one bucket table:
+        their layouts are their bitmaps, read for every zone at once."""
+        bitmaps = list(map(_BITMAP, hists))
+        if zones == self._last_zones and bitmaps == self._last_bitmaps:
+            return self._last_flat, True
+        words = np.frombuffer(b"".join(bitmaps), dtype=np.uint8).reshape(len(hists), -1)
+        flags = np.unpackbits(words, axis=1, bitorder="little")[:, :len(table.lows)]
+        rows, buckets = np.nonzero(flags)  # row by row, each row's buckets ascending
+        columns = self._table_columns(table)[buckets]
+        if (columns < 0).any():  # a bucket never seen before
+            self._widen({(table.lows[b], table.highs[b])
+                         for b in np.unique(buckets[columns < 0]).tolist()})
+            columns = self._table_columns(table)[buckets]
+        sizes = np.bincount(rows, minlength=len(hists))
+        flat = columns + rows * len(self.lows)
+        self._last_zones, self._last_bitmaps = zones, bitmaps
+        self._last_lows = self._last_highs = None
+        self._last_flat = flat
+        self._last_bounds = np.concatenate(([0], np.cumsum(sizes)))
+        return flat, False
+
+    def _table_columns(self, table):
+        """Each bucket of ``table``'s column in the layout (-1: not in it)."""
+        if self._table_column_cache is None or self._table_column_cache[0] is not table:
+            columns = self._columns
+            self._table_column_cache = (table, np.fromiter(
+                (columns.get(b, -1) for b in zip(table.lows, table.highs, strict=True)),
+                dtype=np.intp, count=len(table.lows)))
+        return self._table_column_cache[1]
 
     def _columns_of(self, zones, hists):
         """Each histogram's buckets as layout columns (an ``intp`` array per
@@ -469,6 +518,7 @@ class HistogramAccumulator:
         self.lows = tuple(low for low, _ in layout)
         self.highs = tuple(high for _, high in layout)
         self._zone_columns.clear()
+        self._table_column_cache = None
         self._last_zones = None
 
     def _add(self, zones, seen):

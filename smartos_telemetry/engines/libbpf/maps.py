@@ -33,7 +33,7 @@ import numpy as np
 
 from smartos_telemetry.engines.bpftrace import loglinear
 from smartos_telemetry.errors import EngineError
-from smartos_telemetry.snapshot import INT64_MAX, Histogram, PackedHistogram
+from smartos_telemetry.snapshot import INT64_MAX, BucketTable, Histogram, PackedHistogram
 
 HIST_SLOTS = 593
 NZ_WORDS = 10
@@ -48,6 +48,8 @@ HOLD = 1.0
 #: comparisons between polls are identity checks)
 LOWS = tuple(loglinear.bucket_bounds(i)[0] for i in range(OVERFLOW_SLOT)) + (OVERFLOW_LOW,)
 HIGHS = tuple(loglinear.bucket_bounds(i)[1] for i in range(OVERFLOW_SLOT)) + (INT64_MAX,)
+#: the buckets every histogram of the engine indexes (PackedHistogram.table)
+TABLE = BucketTable(LOWS, HIGHS)
 
 #: maps every object has (st_common.bpf.h), sized by max_zones
 SLOT_MAPS = ("st_slot", "st_free", "st_owner", "st_touched")
@@ -199,7 +201,7 @@ class ZoneSlots:
                 continue
             # in C (_zone_histograms.c): the objects of a whole map's zones at once
             self.b.histograms.decode(mapped.view, slot_list, keys, self._bits[name], values,
-                                     LOWS, HIGHS, PackedHistogram)
+                                     TABLE, PackedHistogram)
 
     def kernel_keys(self, name):
         """Cgroup ids st_slot holds now whose ``name`` value is not zero."""
