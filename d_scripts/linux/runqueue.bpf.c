@@ -1,9 +1,10 @@
 /*
  * runqueue.bpf.c -- run-queue latency per zone (cgroup v2), Linux, libbpf CO-RE
  *
- * Probes:   tp_btf/sched_switch (always); tp_btf/cgroup_attach_task
- *           (design 1 only); tp_btf/sched_wakeup and tp_btf/sched_wakeup_new
- *           (the fallback design only)
+ * Probes:   design 1: tp_btf/sched_switch (runq_switch) and
+ *           tp_btf/cgroup_attach_task (runq_migrate); the fallback, design 2:
+ *           tp_btf/sched_switch (runq_switch_stamps), tp_btf/sched_wakeup and
+ *           tp_btf/sched_wakeup_new
  * Measure:  the time a task waited runnable for a CPU, one event per
  *           switch-in.  Design 1 (kernels with CONFIG_SCHED_INFO, which
  *           delay accounting or schedstats set): the kernel's own wait,
@@ -78,7 +79,6 @@ char LICENSE[] SEC("license") = "GPL";
 /* set by the engine before load (bpf_map__initial_value of .rodata) */
 const volatile struct {
 	__u64 start_ns;     /* CLOCK_MONOTONIC at load: tasks started later have run_delay 0 */
-	__u32 stamps;       /* 1: design 2 even where design 1 is possible */
 } st_config = {};
 
 ST_ZONE_ARRAY(runq_ns, struct st_hist);
@@ -179,14 +179,22 @@ static __always_inline void switch_stamps(bool preempt, struct task_struct *prev
 	}
 }
 
+/* One sched_switch program per design, the engine loading one of them (and
+   each design's other programs): a switch reads no design flag, whose
+   line would be one more to fetch at every switch. */
 SEC("tp_btf/sched_switch")
-int BPF_PROG(runq_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
-	     unsigned int prev_state)
+int BPF_PROG(runq_switch, bool preempt, struct task_struct *prev)
 {
-	if (bpf_core_field_exists(prev->sched_info.run_delay) && !st_config.stamps)
+	if (bpf_core_field_exists(prev->sched_info.run_delay))
 		switch_sched_info(prev);
-	else
-		switch_stamps(preempt, prev, next, prev_state);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(runq_switch_stamps, bool preempt, struct task_struct *prev,
+	     struct task_struct *next, unsigned int prev_state)
+{
+	switch_stamps(preempt, prev, next, prev_state);
 	return 0;
 }
 
@@ -208,7 +216,7 @@ int BPF_PROG(runq_migrate)
 	return 0;
 }
 
-/* design 2 only: the engine loads these only when it runs design 2 */
+/* design 2 only, as runq_switch_stamps */
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(runq_wakeup, struct task_struct *p)
 {

@@ -15,8 +15,7 @@
  * space each time it takes a zone's slot away, st_gen[ST_GEN_MIGRATIONS]
  * by runqueue.bpf.c each time the kernel moves tasks to another cgroup: a
  * program that keeps a slot beside its own state (runqueue.bpf.c's task
- * storage) looks it up again when either has changed.  The two words share
- * a cache line, so checking both costs one line.
+ * storage) looks it up again when either has changed.
  *
  * Histograms are written with atomic adds, shared by the CPUs.  Not per-CPU:
  * a per-CPU value is allocated for every possible CPU, which on a 64-CPU

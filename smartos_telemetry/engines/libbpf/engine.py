@@ -78,9 +78,9 @@ STAT_SLOTS = {0: ("drops", "zones_full"), 1: ("drops", "pending_full"),
 #: maps holding in-flight state, sized by max_pending
 PENDING_MAPS = ("io_start", "syn_start")
 #: programs of the run queue's wakeup-stamp design
-STAMP_PROGRAMS = ("runq_wakeup", "runq_wakeup_new")
-#: programs of the run queue's sched_info design besides runq_switch
-SCHED_INFO_PROGRAMS = ("runq_migrate",)
+STAMP_PROGRAMS = ("runq_switch_stamps", "runq_wakeup", "runq_wakeup_new")
+#: programs of the run queue's sched_info design
+SCHED_INFO_PROGRAMS = ("runq_switch", "runq_migrate")
 
 
 def parse_options(options):
@@ -284,9 +284,8 @@ class LibbpfEngine(Engine):
         size = ffi.new("size_t *")
         initial = lib.bpf_map__initial_value(rodata, size)
         data = bytearray(ffi.buffer(initial, size[0]))
-        # struct st_config: u64 start_ns, u32 stamps (runqueue.bpf.c)
+        # struct st_config: u64 start_ns (runqueue.bpf.c)
         data[0:8] = time.monotonic_ns().to_bytes(8, "little")
-        data[8:12] = int(stamps).to_bytes(4, "little")
         lib.bpf_map__set_initial_value(rodata, bytes(data), len(data))
 
     def _attach(self):
