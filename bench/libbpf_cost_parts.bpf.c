@@ -110,6 +110,115 @@ int BPF_PROG(rq_zone_slot, bool preempt, struct task_struct *prev)
 	return 0;
 }
 
+/* the shipped design 1 (runqueue.bpf.c) with its zone slot cached in task
+   storage, its validity checked in three ways */
+struct cached {
+	__u64 seen;
+	__u64 cg;
+	__u64 gen;
+	__u64 moves;
+	__u32 slot;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct cached);
+} task_cached SEC(".maps");
+
+#define BY_CGROUP_ID 0 /* the current cgroup id and st_gen[0] */
+#define BY_EPOCH 1     /* both words of st_gen */
+#define BY_EPOCH_UNTOUCHED 2 /* both words, and no st_touched mark */
+
+static __always_inline void cached_record(struct task_struct *prev, int how)
+{
+	__u32 zones = ST_GEN_ZONES, migrations = ST_GEN_MIGRATIONS;
+	__u64 rd = prev->sched_info.run_delay, *gen, *moves, cg = 0, wait;
+	struct cached *t;
+	struct st_hist *h;
+	__u32 i;
+
+	if (prev->pid == 0)
+		return;
+	t = bpf_task_storage_get(&task_cached, prev, 0, 0);
+	if (!t) {
+		t = bpf_task_storage_get(&task_cached, prev, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!t)
+			return;
+		t->slot = ST_NO_SLOT;
+		t->seen = rd;
+	}
+	wait = rd - t->seen;
+	t->seen = rd;
+	gen = bpf_map_lookup_elem(&st_gen, &zones);
+	moves = bpf_map_lookup_elem(&st_gen, &migrations);
+	if (!gen || !moves)
+		return;
+	if (how == BY_CGROUP_ID) {
+		cg = bpf_get_current_cgroup_id();
+		if (t->slot == ST_NO_SLOT || t->cg != cg || t->gen != *gen) {
+			t->cg = cg;
+			t->gen = *gen;
+			t->slot = st_slot_of(cg);
+		}
+	} else if (t->slot == ST_NO_SLOT || t->gen != *gen || t->moves != *moves) {
+		t->gen = *gen;
+		t->moves = __sync_fetch_and_add(moves, 0);
+		t->slot = st_slot_of(bpf_get_current_cgroup_id());
+	}
+	if (t->slot == ST_NO_SLOT)
+		return;
+	if (how != BY_EPOCH_UNTOUCHED) {
+		st_record_slot(&part_ns, t->slot, wait);
+		return;
+	}
+	/* st_record_slot without st_touch */
+	h = bpf_map_lookup_elem(&part_ns, &t->slot);
+	i = st_bucket(wait);
+	if (!h)
+		return;
+	barrier_var(i);
+	if (i >= ST_HIST_BUCKETS)
+		return;
+	if (__sync_fetch_and_add(&h->slots[i], 1) == 0)
+		__sync_fetch_and_or(&h->nonzero[i / 64], 1ULL << (i % 64));
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_cached_cgroup, bool preempt, struct task_struct *prev)
+{
+	cached_record(prev, BY_CGROUP_ID);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_cached_epoch, bool preempt, struct task_struct *prev)
+{
+	cached_record(prev, BY_EPOCH);
+	return 0;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_cached_untouched, bool preempt, struct task_struct *prev)
+{
+	cached_record(prev, BY_EPOCH_UNTOUCHED);
+	return 0;
+}
+
+/* a flag set before load (frozen .rodata, as runqueue.bpf.c's st_config):
+   the verifier knows its value and drops the branch not taken, but the
+   load stays in the program */
+const volatile __u32 part_flag = 0;
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rq_cached_rodata, bool preempt, struct task_struct *prev)
+{
+	if (!part_flag)
+		cached_record(prev, BY_EPOCH);
+	return 0;
+}
+
 /* no task storage at all: the next task's wait from the kernel's enqueue
    stamp (rq clock - sched_info.last_queued), its cgroup read with CO-RE */
 SEC("tp_btf/sched_switch")

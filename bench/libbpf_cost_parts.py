@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where the libbpf engine's run-queue and disk I/O programs spend their time.
 
-Run as root:  python bench/libbpf_cost_parts.py [--seconds 2] [--rounds 3]
+Run as root:  python bench/libbpf_cost_parts.py [--seconds 2] [--rounds 3] [--before COMMIT]
 
 Each part of bench/libbpf_cost_parts.bpf.c (a program doing one more step
 of the shipped program than the one before it) is attached alone beside
@@ -10,7 +10,17 @@ rounds of one run, under the workloads of bench/libbpf_probe_cost.py; the
 ratio to the empty program(s) is taken per round (BPF run-time stats).
 Run queue per context switch, under 3 CPU hogs and a sleeper (each switch
 finds the programs' data out of the cache) and a pipe ping-pong (in it);
-disk I/O per I/O (both hooks).  Then, over the same workloads, the
+disk I/O per I/O (both hooks).  The last four run-queue parts are the
+shipped design 1 with its zone slot cached in task storage, the cache
+checked against the current cgroup id (the design before the migration
+epoch), against st_gen's two words (runqueue.bpf.c now), the same without
+the st_touched mark (what that line costs), and the same behind a flag in
+.rodata (the design switch runq_switch read at every switch before the
+two designs became two programs).  With ``--before COMMIT``, the shipped
+run-queue programs themselves: this tree's as the engine loads them, and
+COMMIT's runq_switch with st_free filled as the engine fills it (without
+free slots every switch of it would find the zones full), in alternating
+rounds under both workloads.  Then, over the same workloads, the
 run-queue wait read from the kernel's enqueue stamp (no task storage:
 ``rq clock - sched_info.last_queued`` of the next task) summed over every
 task, against the growth of ``sched_info.run_delay`` the shipped program
@@ -32,7 +42,15 @@ sys.path.insert(0, REPO)
 
 import results_file  # noqa: E402
 from bpf_stats import per_event, stats_enabled  # noqa: E402
-from libbpf_probe_cost import EmptyPrograms, LoadedObject, alone_ratio, ping_pong  # noqa: E402
+from libbpf_probe_cost import (  # noqa: E402
+    EmptyPrograms,
+    LoadedObject,
+    alone_ratio,
+    build_before,
+    engine,
+    libbpf_stats,
+    ping_pong,
+)
 from probe_workloads import WORKLOADS  # noqa: E402
 
 from smartos_telemetry.engines.libbpf import build_objects  # noqa: E402
@@ -48,6 +66,10 @@ RUNQ_PARTS = (
     ("rq_zone_hash", "fields + cgroup id + zone hash histogram"),
     ("rq_zone_slot", "fields + cgroup id + zone slot + array"),
     ("rq_last_queued", "no task storage: next's last_queued"),
+    ("rq_cached_cgroup", "slot cached in task storage, checked by cgroup id"),
+    ("rq_cached_epoch", "slot cached, checked by st_gen's two words"),
+    ("rq_cached_untouched", "the same without the st_touched mark"),
+    ("rq_cached_rodata", "st_gen's two words, behind a .rodata flag"),
 )
 IO_PARTS = (
     ("io_start_nostash", "start: clock + cgroup id, no stash"),
@@ -104,6 +126,41 @@ def measure(path, family, parts, workload, seconds, rounds):
     return ratios
 
 
+class Engine:
+    """This tree's run-queue programs, as the engine loads them."""
+
+    def __init__(self):
+        self.engine = engine("runqueue")
+        self.engine.start()
+
+    def stats(self):
+        return libbpf_stats(self.engine)
+
+    def close(self):
+        self.engine.stop()
+
+
+def measure_shipped(commit, workload, seconds, rounds, workdir):
+    """The shipped run-queue programs of this tree (the engine's) and of
+    ``commit`` (runq_switch, its st_free filled as the engine does, so it
+    has its zones' slots), in alternating rounds: ``{label: [ratio]}``."""
+    before = build_before(commit, workdir)["runqueue"]
+    ratios = {}
+    for _ in range(rounds):
+        for label in ("this tree", f"before ({commit})"):
+            with EmptyPrograms() as empty:
+                held = Engine() if label == "this tree" else Parts(before, ["runq_switch"])
+                try:
+                    b = (held.stats(), empty.stats())
+                    workload(seconds)
+                    a = (held.stats(), empty.stats())
+                finally:
+                    held.close()
+            mine, emp = (per_event(x, y) for x, y in zip(b, a, strict=True))
+            ratios.setdefault(label, []).append(alone_ratio("runqueue", emp, mine))
+    return ratios
+
+
 def compare(path, workload, seconds):
     held = Parts(path, ["rq_compare"])
     try:
@@ -121,6 +178,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--before", metavar="COMMIT",
+                        help="also the shipped run-queue programs of this tree and of COMMIT, "
+                             "alternating")
     args = parser.parse_args()
     workdir = f"/tmp/libbpf-parts-{os.getpid()}"
     os.makedirs(workdir)
@@ -141,8 +201,20 @@ def main():
                 lines.append(f"{label}:")
                 for programs, what in parts:
                     xs = sorted(ratios[programs])
-                    lines.append(f"  {what:44s} median {statistics.median(xs):5.2f}x "
+                    lines.append(f"  {what:52s} median {statistics.median(xs):5.2f}x "
                                  f"(range {xs[0]:.2f}-{xs[-1]:.2f})")
+                lines.append("")
+            if args.before:
+                lines.append("shipped run-queue programs, alone beside the empty programs:")
+                for label, workload in (("cpu hogs", WORKLOADS["runqueue"]),
+                                        ("pipe ping-pong", ping_pong)):
+                    ratios = measure_shipped(args.before, workload, args.seconds, args.rounds,
+                                             workdir)
+                    for which, xs in ratios.items():
+                        xs = sorted(xs)
+                        lines.append(f"  {label:16s} {which:20s} median "
+                                     f"{statistics.median(xs):5.2f}x (range {xs[0]:.2f}-"
+                                     f"{xs[-1]:.2f}: {', '.join(f'{x:.2f}' for x in xs)})")
                 lines.append("")
         lines.append("run-queue wait from last_queued (no task storage) against run_delay's "
                      "growth, every task:")
