@@ -50,20 +50,23 @@
  *   - cgroup.c cgroup_attach_task(): cgroup_migrate() ->
  *     cgroup_migrate_execute() moves each task (css_set_move_task(), under
  *     css_set_lock), then, after cgroup_migrate_finish(),
- *     TRACE_CGROUP_PATH(attach_task, ...) fires once.  It is the only way
- *     to move a live task: cgroup.procs and cgroup.threads writes
- *     (cgroup.c __cgroup_procs_write()), v1 writes (cgroup-v1.c
- *     __cgroup1_procs_write()) and cgroup-v1.c cgroup_attach_task_all()
- *     all call it.
+ *     TRACE_CGROUP_PATH(attach_task, ...) fires once.  It is the only path
+ *     that gives a live task another cgroup-v2 cgroup: cgroup.procs and
+ *     cgroup.threads writes (cgroup.c __cgroup_procs_write()), v1 writes
+ *     (cgroup-v1.c __cgroup1_procs_write()) and cgroup-v1.c
+ *     cgroup_attach_task_all() all call it.
  *   - cgroup.c cgroup_update_dfl_csses() (a subtree_control change) moves
  *     tasks to new css_sets of the same cgroup: dfl_cgrp, and the id, stay.
  *   - cgroup-v1.c cgroup_transfer_tasks() refuses a default-hierarchy
  *     destination (cgroup_on_dfl), so it never changes dfl_cgrp.
  *   - cgroup.c cgroup_post_fork() places a new task (CLONE_INTO_CGROUP
  *     too) before it first runs; it has no storage yet, so its first
- *     switch-out looks its cgroup up.  cgroup_exit() leaves task->cgroups.
+ *     switch-out looks its cgroup up.  cgroup_exit() takes the task off
+ *     its css_set's list (css_set_move_task() to NULL) but leaves
+ *     task->cgroups.
  * The window: between css_set_move_task() and the tracepoint (the
- * controllers' attach callbacks -- cpu's sched_move_task(), cpuset's --
+ * controllers' attach callbacks -- kernel/sched/core.c cpu_cgroup_attach()
+ * calling sched_move_task(), kernel/cgroup/cpuset.c cpuset_attach() --
  * and cgroup_migrate_finish()) a moved task's switch-outs still record
  * into the zone it is leaving.  Those waits (the ones whose switch-out
  * falls in that window, usually none) go to the old zone instead of the
