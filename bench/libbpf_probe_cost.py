@@ -281,7 +281,12 @@ def measure_family(family, seconds, with_dtrace, workload=None):
 
 
 class LoadedObject:
-    """A BPF object of an earlier commit, loaded and attached as it is (no engine)."""
+    """A BPF object of an earlier commit, loaded and attached without the
+    engine, but set up as the engine sets it up: the load time in
+    ``st_config.start_ns`` (the first word of .rodata, in every version)
+    and every slot in ``st_free`` -- without them the run-queue program
+    counts each task's whole run_delay once and finds no free slot at
+    every event, neither of which the engine's programs do."""
 
     def __init__(self, path, programs):
         self.b = binding_mod.load_binding()
@@ -292,8 +297,21 @@ class LoadedObject:
             name = ffi.string(lib.bpf_program__name(prog)).decode()
             lib.bpf_program__set_autoload(prog, name in programs)
             prog = lib.bpf_object__next_program(self.obj, prog)
+        rodata = lib.bpf_object__find_map_by_name(self.obj, b".rodata")
+        if rodata != ffi.NULL:
+            size = ffi.new("size_t *")
+            data = bytearray(ffi.buffer(lib.bpf_map__initial_value(rodata, size), size[0]))
+            if len(data) >= 8:
+                data[0:8] = time.monotonic_ns().to_bytes(8, "little")
+                lib.bpf_map__set_initial_value(rodata, bytes(data), len(data))
         if lib.bpf_object__load(self.obj):
             raise RuntimeError(f"{path}: " + self.b.take_log())
+        free = lib.bpf_object__find_map_by_name(self.obj, b"st_free")
+        if free != ffi.NULL:
+            slot = ffi.new("uint32_t *")
+            for n in range(lib.bpf_map__max_entries(free)):
+                slot[0] = n
+                lib.bpf_map_update_elem(lib.bpf_map__fd(free), ffi.NULL, slot, 0)
         self.links, self.fds = [], []
         prog = lib.bpf_object__next_program(self.obj, ffi.NULL)
         while prog != ffi.NULL:
