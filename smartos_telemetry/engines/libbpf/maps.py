@@ -195,9 +195,10 @@ class ZoneSlots:
         for name, mapped in self.maps.items():
             values = self._values[name]
             if mapped.width == 1:
-                for key, n in zip(keys, mapped.view[slots, 0].tolist(), strict=True):
-                    if n:
-                        values[key] = n
+                counts = mapped.view[slots, 0]
+                filled = np.flatnonzero(counts)
+                values.update(zip(map(keys.__getitem__, filled.tolist()),
+                                  counts[filled].tolist(), strict=True))
                 continue
             # in C (_zone_histograms.c): the objects of a whole map's zones at once
             self.b.histograms.decode(mapped.view, slot_list, keys, self._bits[name], values,
