@@ -303,6 +303,40 @@ int BPF_PROG(io_done_stash, struct request *rq)
 	return 0;
 }
 
+/* the same stash in a hash that allocates its elements at update
+   (BPF_F_NO_PREALLOC: the kernel's per-CPU bpf_mem_alloc caches, instead of
+   the preallocated hash's shared free list) */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct io_start_val);
+} io_stash_np SEC(".maps");
+
+SEC("tp_btf/block_io_start")
+int BPF_PROG(io_start_stash_np, struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	struct io_start_val v = { .ns = bpf_ktime_get_ns(), .cg = bpf_get_current_cgroup_id() };
+
+	bpf_map_update_elem(&io_stash_np, &key, &v, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(io_done_stash_np, struct request *rq)
+{
+	__u64 key = (__u64)rq;
+	struct io_start_val *v = bpf_map_lookup_elem(&io_stash_np, &key);
+
+	if (!v)
+		return 0;
+	keep(0, v->ns);
+	bpf_map_delete_elem(&io_stash_np, &key);
+	return 0;
+}
+
 /* the completion's recording only (zone slot, histogram, bytes), no stash */
 SEC("tp_btf/block_rq_complete")
 int BPF_PROG(io_done_record, struct request *rq, blk_status_t error, unsigned int nr_bytes)

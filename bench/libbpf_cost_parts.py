@@ -74,21 +74,14 @@ RUNQ_PARTS = (
 IO_PARTS = (
     ("io_start_nostash", "start: clock + cgroup id, no stash"),
     ("io_start_stash+io_done_stash", "stash by request: update, lookup, delete"),
+    ("io_start_stash_np+io_done_stash_np", "the same stash, not preallocated"),
     ("io_done_record", "completion: zone slot, histogram, bytes"),
 )
 
 
 class Parts(LoadedObject):
-    """The parts object with some programs loaded; free slots given."""
-
-    def __init__(self, path, programs):
-        super().__init__(path, programs)
-        ffi, lib = self.b.ffi, self.b.lib
-        queue = lib.bpf_object__find_map_by_name(self.obj, b"st_free")
-        slot = ffi.new("uint32_t *")
-        for i in range(lib.bpf_map__max_entries(queue)):
-            slot[0] = i
-            lib.bpf_map_update_elem(lib.bpf_map__fd(queue), ffi.NULL, slot, 0)
+    """The parts object with some programs loaded (free slots given by
+    LoadedObject)."""
 
     def sink(self):
         ffi, lib = self.b.ffi, self.b.lib
