@@ -282,13 +282,14 @@ def measure_family(family, seconds, with_dtrace, workload=None):
 
 class LoadedObject:
     """A BPF object of an earlier commit, loaded and attached without the
-    engine, but set up as the engine sets it up: the load time in
-    ``st_config.start_ns`` (the first word of .rodata, in every version)
-    and every slot in ``st_free`` -- without them the run-queue program
-    counts each task's whole run_delay once and finds no free slot at
-    every event, neither of which the engine's programs do."""
+    engine, but set up as the engine sets it up: every slot in ``st_free``
+    and, for a run-queue object (``start_ns``), the load time in
+    ``st_config.start_ns`` (the first word of its .rodata, in every
+    version) -- without them the run-queue program finds no free slot at
+    every event and counts each task's whole run_delay once, neither of
+    which the engine's programs do."""
 
-    def __init__(self, path, programs):
+    def __init__(self, path, programs, start_ns=False):
         self.b = binding_mod.load_binding()
         ffi, lib = self.b.ffi, self.b.lib
         self.obj = lib.bpf_object__open_file(path.encode(), ffi.NULL)
@@ -298,7 +299,7 @@ class LoadedObject:
             lib.bpf_program__set_autoload(prog, name in programs)
             prog = lib.bpf_object__next_program(self.obj, prog)
         rodata = lib.bpf_object__find_map_by_name(self.obj, b".rodata")
-        if rodata != ffi.NULL:
+        if start_ns and rodata != ffi.NULL:
             size = ffi.new("size_t *")
             data = bytearray(ffi.buffer(lib.bpf_map__initial_value(rodata, size), size[0]))
             if len(data) >= 8:
@@ -377,7 +378,8 @@ def measure_alone(commit, rounds, seconds):
                             held.start()
                             held.stats, held.close = partial(libbpf_stats, held), held.stop
                         else:
-                            held = LoadedObject(before[family], programs)
+                            held = LoadedObject(before[family], programs,
+                                                start_ns=family == "runqueue")
                         try:
                             b = (held.stats(), empty.stats())
                             workload(seconds)
