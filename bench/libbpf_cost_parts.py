@@ -35,21 +35,20 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import partial
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
 import results_file  # noqa: E402
-from bpf_stats import per_event, stats_enabled  # noqa: E402
+from bpf_stats import stats_enabled  # noqa: E402
 from libbpf_probe_cost import (  # noqa: E402
-    EmptyPrograms,
     LoadedObject,
-    alone_ratio,
     build_before,
-    engine,
-    libbpf_stats,
     ping_pong,
+    ratio_alone,
+    started_engine,
 )
 from probe_workloads import WORKLOADS  # noqa: E402
 
@@ -106,51 +105,23 @@ def measure(path, family, parts, workload, seconds, rounds):
     ratios = {}
     for _ in range(rounds):
         for programs, _label in parts:
-            with EmptyPrograms() as empty:
-                held = Parts(path, programs.split("+"))
-                try:
-                    before = (held.stats(), empty.stats())
-                    workload(seconds)
-                    after = (held.stats(), empty.stats())
-                finally:
-                    held.close()
-            mine, emp = (per_event(b, a) for b, a in zip(before, after, strict=True))
-            ratios.setdefault(programs, []).append(alone_ratio(family, emp, mine))
+            load = partial(Parts, path, programs.split("+"))
+            ratios.setdefault(programs, []).append(ratio_alone(family, load, workload, seconds))
     return ratios
-
-
-class Engine:
-    """This tree's run-queue programs, as the engine loads them."""
-
-    def __init__(self):
-        self.engine = engine("runqueue")
-        self.engine.start()
-
-    def stats(self):
-        return libbpf_stats(self.engine)
-
-    def close(self):
-        self.engine.stop()
 
 
 def measure_shipped(commit, workload, seconds, rounds, workdir):
     """The shipped run-queue programs of this tree (the engine's) and of
-    ``commit`` (runq_switch, its st_free filled as the engine does, so it
-    has its zones' slots), in alternating rounds: ``{label: [ratio]}``."""
+    ``commit`` (runq_switch, set up as the engine sets it up: LoadedObject),
+    in alternating rounds: ``{label: [ratio]}``."""
     before = build_before(commit, workdir)["runqueue"]
     ratios = {}
     for _ in range(rounds):
         for label in ("this tree", f"before ({commit})"):
-            with EmptyPrograms() as empty:
-                held = Engine() if label == "this tree" else Parts(before, ["runq_switch"])
-                try:
-                    b = (held.stats(), empty.stats())
-                    workload(seconds)
-                    a = (held.stats(), empty.stats())
-                finally:
-                    held.close()
-            mine, emp = (per_event(x, y) for x, y in zip(b, a, strict=True))
-            ratios.setdefault(label, []).append(alone_ratio("runqueue", emp, mine))
+            load = partial(started_engine, "runqueue") if label == "this tree" else \
+                partial(LoadedObject, before, ["runq_switch"], start_ns=True)
+            ratios.setdefault(label, []).append(
+                ratio_alone("runqueue", load, workload, seconds))
     return ratios
 
 

@@ -363,6 +363,31 @@ def alone_ratio(family, emp, costs):
     return sum(ns * n for ns, n in costs.values()) / per / base
 
 
+def ratio_alone(family, load, workload, seconds):
+    """One round: what ``load()`` attaches (an object with ``stats()`` and
+    ``close()``) alone beside the empty programs under ``workload``; its
+    cost over theirs (:func:`alone_ratio`)."""
+    with EmptyPrograms() as empty:
+        held = load()
+        try:
+            before = (held.stats(), empty.stats())
+            workload(seconds)
+            after = (held.stats(), empty.stats())
+        finally:
+            held.close()
+    mine, emp = (per_event(b, a) for b, a in zip(before, after, strict=True))
+    return alone_ratio(family, emp, mine)
+
+
+def started_engine(family):
+    """This tree's programs of ``family`` as the engine runs them, with
+    ``stats()`` and ``close()``."""
+    held = engine(family)
+    held.start()
+    held.stats, held.close = partial(libbpf_stats, held), held.stop
+    return held
+
+
 def measure_alone(commit, rounds, seconds):
     workdir = f"/tmp/libbpf-before-{os.getpid()}"
     os.makedirs(workdir)
@@ -372,23 +397,11 @@ def measure_alone(commit, rounds, seconds):
         for _ in range(rounds):
             for family, label, workload, programs in ALONE:
                 for which in ("this tree", f"before ({commit})"):
-                    with EmptyPrograms() as empty:
-                        if which == "this tree":
-                            held = engine(family)
-                            held.start()
-                            held.stats, held.close = partial(libbpf_stats, held), held.stop
-                        else:
-                            held = LoadedObject(before[family], programs,
-                                                start_ns=family == "runqueue")
-                        try:
-                            b = (held.stats(), empty.stats())
-                            workload(seconds)
-                            a = (held.stats(), empty.stats())
-                        finally:
-                            held.close()
-                    mine, emp = (per_event(x, y) for x, y in zip(b, a, strict=True))
+                    load = partial(started_engine, family) if which == "this tree" else \
+                        partial(LoadedObject, before[family], programs,
+                                start_ns=family == "runqueue")
                     ratios.setdefault((family, label, which), []).append(
-                        alone_ratio(family, emp, mine))
+                        ratio_alone(family, load, workload, seconds))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     lines = [f"alone beside the empty programs ({rounds} alternating rounds; x the empty "
