@@ -260,6 +260,38 @@ def test_a_deleted_zone_is_reclaimed_from_the_kernel_and_keeps_its_counts():
             stop(procs[1])
 
 
+def test_snapshots_taken_while_the_programs_write_only_ever_grow():
+    """The read in C runs while the kernel adds events to the same buckets:
+    snapshot after snapshot a busy zone's buckets never lose a count or
+    vanish, none reads 0, and once its tasks are gone the last snapshot is
+    what reading its buckets one by one gives."""
+    from smartos_telemetry.engines.libbpf.maps import row_value
+    from smartos_telemetry.snapshot import PackedHistogram
+
+    with engine_for("runqueue.bpf.c", reclaim_interval=1e9) as engine, \
+            scratch_cgroups("busy") as cg:
+        busy = cgroup_id(cg["busy"])
+        procs = start_hogs(cg["busy"], 3) + [python_in(cg["busy"], SLEEPER)]
+        try:
+            last, reads, deadline = {}, 0, time.monotonic() + 2
+            while time.monotonic() < deadline:
+                hist = engine.snapshot()["runq_ns"].rows.get((busy,))
+                time.sleep(0.005)
+                if hist is None:
+                    continue
+                assert type(hist) is PackedHistogram and min(hist.counts) > 0
+                now = dict(zip(hist.lows, hist.counts, strict=True))
+                assert all(now.get(low, 0) >= n for low, n in last.items()), (last, now)
+                last, reads = now, reads + 1
+        finally:
+            stop(*procs)
+        assert reads > 50 and sum(last.values()) > 1000
+        time.sleep(0.2)
+        final = engine.snapshot()["runq_ns"].rows[(busy,)]
+        slot = engine._zones.slot_of(busy)
+        assert final == row_value(engine._zones.maps["runq_ns"].view[slot])
+
+
 def test_zones_past_max_zones_are_counted_as_drops():
     with scratch_cgroups("z1", "z2", "z3") as cg, \
             engine_for("runqueue.bpf.c", max_zones=2) as engine:
