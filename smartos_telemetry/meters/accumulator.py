@@ -64,17 +64,14 @@ def _one_table(hists):
     return None
 
 
-def flat_counts(hists, count, packed=None):
+def flat_counts(hists, count):
     """Every histogram's counts end to end, as ``count`` int64s.
 
     Packed histograms (the libbpf engine's) are joined as bytes and read as
     one array, with no int object per bucket; any other histogram among
-    them has its counts unpacked.  ``packed``: whether every one of them
-    is packed, where the caller already knows.  A count past int64 raises
+    them has its counts unpacked.  A count past int64 raises
     OverflowError, as it would for a tuple of ints."""
-    if packed is None:
-        packed = all(type(h) is PackedHistogram for h in hists)
-    if packed:
+    if all(type(h) is PackedHistogram for h in hists):
         raw = np.frombuffer(b"".join(map(_PACKED, hists)), dtype=np.uint64)
         if raw.size != count:
             raise ValueError(f"{raw.size} packed counts, {count} buckets")
@@ -364,10 +361,9 @@ class HistogramAccumulator:
             # a zone first seen now: everything the engine has for it
             # happened since the engine started, i.e. after our baseline
             self._add(new_zones, now)
-        table = _one_table(hists)
-        flat, same = self._flat_columns(zones, hists, table)
+        flat, same = self._flat_columns(zones, hists)
         try:
-            counts = flat_counts(hists, len(flat), packed=table is not None)
+            counts = flat_counts(hists, len(flat))
         except (OverflowError, TypeError):
             self._last_zones = None  # this poll's buckets never reached the state
             raise
@@ -432,11 +428,11 @@ class HistogramAccumulator:
         running = np.concatenate(([0], np.cumsum(step)))
         return deltas, running[bounds[1:]] - running[bounds[:-1]]
 
-    def _flat_columns(self, zones, hists, table):
+    def _flat_columns(self, zones, hists):
         """Where each bucket of each histogram goes in the 2-D array (flat,
         row by row), and whether the zones and their buckets are the last
-        poll's (then so is the answer: the usual case).  ``table``: the
-        BucketTable all of them index, if they are packed (:func:`_one_table`)."""
+        poll's (then so is the answer: the usual case)."""
+        table = _one_table(hists)
         if table is not None:
             return self._flat_columns_of_table(zones, hists, table)
         self._last_bitmaps = None
