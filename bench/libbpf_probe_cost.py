@@ -518,7 +518,11 @@ def _plain(hist):
     """The plain Histogram of a PackedHistogram's buckets, made without
     making (and leaving cached on it) its own bounds and counts tuples --
     which the engine would then free at its next snapshot."""
-    indexes = hist.indexes()
+    bits, indexes = int.from_bytes(hist.bitmap, "little"), []
+    while bits:
+        lowest = bits & -bits
+        indexes.append(lowest.bit_length() - 1)
+        bits ^= lowest
     counts = struct.unpack(f"={len(indexes)}Q", hist.packed)
     return Histogram((hist.table.lows[i], hist.table.highs[i], c)
                      for i, c in zip(indexes, counts, strict=True))

@@ -198,18 +198,12 @@ class PackedHistogram(Histogram):
         hist._lows = hist._highs = hist._unpacked = None
         return hist
 
-    def indexes(self):
-        """The table indexes of the buckets with events, ascending (made
-        anew at each call; nothing is kept on the histogram)."""
-        bits, out = int.from_bytes(self.bitmap, "little"), []
+    def _bounds(self):
+        bits, indexes = int.from_bytes(self.bitmap, "little"), []
         while bits:
             lowest = bits & -bits
-            out.append(lowest.bit_length() - 1)
+            indexes.append(lowest.bit_length() - 1)
             bits ^= lowest
-        return out
-
-    def _bounds(self):
-        indexes = self.indexes()
         self._lows = tuple(map(self.table.lows.__getitem__, indexes))
         self._highs = tuple(map(self.table.highs.__getitem__, indexes))
 
